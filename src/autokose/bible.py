@@ -1,0 +1,116 @@
+"""The character bible: who can appear in a story and how each one looks.
+
+A bible is a YAML file with a `characters:` list (see `data/bible.yaml`, the built-in Aldar
+Köse cast). A user's file overrides built-in entries field by field and adds new ones.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from autokose.errors import InputError
+from autokose.story import Character, format_validation_error
+
+PROTAGONIST = "aldar"
+
+
+class Bible:
+    """An ordered mapping id → Character."""
+
+    def __init__(self, characters: list[Character]):
+        self.characters = {c.id: c for c in characters}
+
+    def __getitem__(self, cid: str) -> Character:
+        try:
+            return self.characters[cid]
+        except KeyError:
+            known = ", ".join(self.characters)
+            raise InputError(f"unknown character '{cid}' (known: {known})") from None
+
+    def __contains__(self, cid: str) -> bool:
+        return cid in self.characters
+
+    def __iter__(self):
+        return iter(self.characters.values())
+
+    def __len__(self) -> int:
+        return len(self.characters)
+
+
+def _read_entries(text: str, source: str) -> list[dict]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    entries = data.get("characters") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"{source}: expected a top-level 'characters:' list of mappings")
+    for n, entry in enumerate(entries):
+        if not isinstance(entry.get("id"), str):
+            raise InputError(f"{source}: characters[{n}].id: missing or not a string")
+    return entries
+
+
+def _validate(entry: dict, source: str, n: int) -> Character:
+    try:
+        return Character.model_validate(entry)
+    except ValidationError as e:
+        raise InputError(f"{source}: characters[{n}].{format_validation_error(e)}") from None
+
+
+def builtin_bible() -> Bible:
+    text = resources.files("autokose").joinpath("data/bible.yaml").read_text(encoding="utf-8")
+    return Bible([_validate(e, "built-in bible", n) for n, e in enumerate(_read_entries(text, "built-in bible"))])
+
+
+def load_bible(path: Path | str | None = None) -> Bible:
+    """The built-in bible, overridden and extended by the user's file when one is given.
+
+    Relative paths inside the user's file (references, lora, card) are resolved against it.
+    """
+    bible = builtin_bible()
+    if path is None:
+        return bible
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: characters file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read characters file ({e})") from None
+    merged = dict(bible.characters)
+    for n, entry in enumerate(_read_entries(text, str(path))):
+        entry = _resolve_paths(entry, path.parent)
+        base = merged[entry["id"]].model_dump() if entry["id"] in merged else {}
+        merged[entry["id"]] = _validate({**base, **entry}, str(path), n)
+    return Bible(list(merged.values()))
+
+
+def _resolve_paths(entry: dict, root: Path) -> dict:
+    entry = dict(entry)
+    for key in ("lora", "card"):
+        if isinstance(entry.get(key), str):
+            entry[key] = _resolve(entry[key], root)
+    if isinstance(entry.get("references"), list):
+        entry["references"] = [_resolve(r, root) if isinstance(r, str) else r for r in entry["references"]]
+    return entry
+
+
+def _resolve(value: str, root: Path) -> str:
+    # `file.safetensors:0.8` keeps its weight suffix; HF ids and absolute paths stay as they are.
+    head, sep, tail = value.rpartition(":")
+    stem, suffix = (head, sep + tail) if sep and _is_number(tail) else (value, "")
+    candidate = root / stem
+    return (str(candidate.resolve()) if candidate.exists() else stem) + suffix
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,72 @@
+"""Cast: a character's identity assets for the renderer (LoRA, reference images, card).
+
+Training a LoRA from reference images lives in `autokose.cast.train`; this module only
+gathers what the bible and character cards point to.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autokose.bible import Bible
+from autokose.errors import InputError
+from autokose.story import Story
+
+
+@dataclass
+class LoraRef:
+    path: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, spec: str) -> LoraRef:
+        """`file.safetensors[:weight]`."""
+        head, sep, tail = spec.rpartition(":")
+        if sep:
+            try:
+                return cls(head, float(tail))
+            except ValueError:
+                pass
+        return cls(spec, 1.0)
+
+
+@dataclass
+class IdentityAssets:
+    character_id: str
+    trigger: str = ""
+    lora: LoraRef | None = None
+    references: list[Path] = field(default_factory=list)
+    card: dict | None = None
+
+
+def load_card(path: Path | str) -> dict:
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: character card not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: unreadable character card ({e})") from None
+    if not isinstance(card, dict):
+        raise InputError(f"{path}: character card must be a JSON object")
+    return card
+
+
+def identity_assets(story: Story, bible: Bible) -> dict[str, IdentityAssets]:
+    """Assets for every character in the story; a card fills in what the bible leaves out."""
+    out: dict[str, IdentityAssets] = {}
+    for ch in story.characters:
+        entry = bible.characters.get(ch.id, ch)
+        card = load_card(entry.card) if entry.card else None
+        root = Path(entry.card).parent if entry.card else Path(".")
+        lora_spec = entry.lora or (str(root / card["lora"]) if card and card.get("lora") else None)
+        refs = entry.references or [str(root / r) for r in (card or {}).get("references", [])]
+        out[ch.id] = IdentityAssets(
+            character_id=ch.id,
+            trigger=ch.trigger or entry.trigger or (card or {}).get("trigger", ""),
+            lora=LoraRef.parse(lora_spec) if lora_spec else None,
+            references=[Path(r) for r in refs],
+            card=card,
+        )
+    return out

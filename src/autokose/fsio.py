@@ -1,0 +1,72 @@
+"""Atomic file writes: an interrupted run never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+@contextmanager
+def atomic_path(path: Path | str, suffix: str | None = None):
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+
+    The temp file keeps `path`'s suffix so libraries that pick a format by extension work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    return write_text(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def write_with(path: Path | str, writer: Callable[[Path], Any]) -> Path:
+    """Atomically write `path` with a function that writes to the path it is given."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def save_image(path: Path | str, image) -> Path:
+    """Save a PIL image atomically (format from the suffix)."""
+    return write_with(path, lambda tmp: image.save(tmp))
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        _copy(f, h.update, chunk)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _copy(f: BinaryIO, sink: Callable[[bytes], Any], chunk: int) -> None:
+    while block := f.read(chunk):
+        sink(block)

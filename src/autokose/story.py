@@ -1,0 +1,200 @@
+"""The Story: the data every stage reads and extends.
+
+`story.json` in a board folder is this model serialised; keys that later tools rely on
+(`logline`, `language`, `characters[].id`, `scenes[].index`, `scenes[].caption`,
+`scenes[].characters`, `scenes[].shot`, `scenes[].prompt`, `scenes[].seed`) are stable.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autokose.errors import InputError
+
+SCHEMA_VERSION = 1
+MAX_SCENES = 24
+MAX_LOGLINE_CHARS = 1000
+
+
+class Language(str, Enum):
+    ru = "ru"
+    kk = "kk"
+    en = "en"
+
+
+class Shot(str, Enum):
+    """Shot size: how much of the frame a figure fills."""
+
+    establishing = "establishing"  # extreme wide: setting first, figures small
+    wide = "wide"
+    medium = "medium"
+    close_up = "close_up"
+    over_the_shoulder = "over_the_shoulder"
+    insert = "insert"  # the key prop fills the frame
+
+
+class Angle(str, Enum):
+    eye_level = "eye_level"
+    low = "low"
+    high = "high"
+
+
+class TimeOfDay(str, Enum):
+    dawn = "dawn"
+    day = "day"
+    dusk = "dusk"
+    night = "night"
+
+
+class Beat(str, Enum):
+    """The beat structure of an Aldar Köse tale."""
+
+    setup = "setup"
+    encounter = "encounter"
+    trick = "trick"
+    complication = "complication"
+    reveal = "reveal"
+    resolution = "resolution"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, validate_assignment=True)
+
+
+class Character(_Model):
+    """One member of the cast, as the character bible describes them."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+    name: str
+    role: str = ""
+    appearance: str = Field("", description="Visual description used in prompts.")
+    trigger: str = Field("", description="Rare token a LoRA was trained on (e.g. 'aldarkose').")
+    palette: dict[str, str] = Field(
+        default_factory=dict, description="Named colours (#rrggbb) for the previz puppet."
+    )
+    build: str = Field("average", description="Puppet body: slim, average, stout, small, animal.")
+    kind: str = Field("human", description="human, donkey, horse, spirit.")
+    references: list[str] = Field(default_factory=list, description="Reference image paths.")
+    lora: str | None = Field(None, description="LoRA file for this character (path[:weight]).")
+    card: str | None = Field(None, description="Character card JSON written by training.")
+    aliases: list[str] = Field(
+        default_factory=list, description="Words that name this character in a logline (any language)."
+    )
+    names: dict[str, str] = Field(default_factory=dict, description="Display name per language code.")
+
+    def display_name(self, language: Language | str) -> str:
+        code = language.value if isinstance(language, Language) else language
+        return self.names.get(code, self.name)
+
+
+class Blocking(_Model):
+    """What one character in a scene does: pose, emotion, what they hold."""
+
+    pose: str = "stand"
+    emotion: str = "neutral"
+    holds: str | None = Field(None, description="Prop held in the hands, if any.")
+
+
+class Scene(_Model):
+    index: Annotated[int, Field(ge=1, le=MAX_SCENES)]
+    beat: Beat = Beat.setup
+    setting: str = "steppe"
+    time: TimeOfDay = TimeOfDay.day
+    action: str = ""
+    characters: list[str] = Field(default_factory=list, description="Ids of the characters present, left to right.")
+    blocking: dict[str, Blocking] = Field(default_factory=dict, description="Pose and emotion per character id.")
+    props: list[str] = Field(default_factory=list)
+    shot: Shot = Shot.medium
+    angle: Angle = Angle.eye_level
+    caption: str = ""
+    dialogue: str | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    duration: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+    def direction(self, cid: str) -> Blocking:
+        return self.blocking.get(cid) or Blocking()
+
+
+class Story(_Model):
+    schema_version: int = SCHEMA_VERSION
+    title: str
+    logline: Annotated[str, Field(min_length=1, max_length=MAX_LOGLINE_CHARS)]
+    language: Language = Language.en
+    style: str = Field("storyboard sketch, clean lines, muted colours", description="Look shared by all frames.")
+    characters: list[Character]
+    scenes: Annotated[list[Scene], Field(min_length=1, max_length=MAX_SCENES)]
+
+    @field_validator("logline")
+    @classmethod
+    def _logline_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("logline is empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Story:
+        ids = {c.id for c in self.characters}
+        if len(ids) != len(self.characters):
+            raise ValueError("characters: duplicate id")
+        for n, scene in enumerate(self.scenes):
+            if scene.index != n + 1:
+                raise ValueError(f"scenes[{n}].index is {scene.index}, expected {n + 1}")
+            for cid in scene.characters:
+                if cid not in ids:
+                    raise ValueError(f"scenes[{n}].characters: unknown character '{cid}'")
+            for cid in scene.blocking:
+                if cid not in scene.characters:
+                    raise ValueError(f"scenes[{n}].blocking: '{cid}' is not in the scene's characters")
+        return self
+
+    def character(self, cid: str) -> Character:
+        for c in self.characters:
+            if c.id == cid:
+                return c
+        raise KeyError(cid)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "story.json") -> Story:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{source}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise InputError(f"{source}: {format_validation_error(e)}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> Story:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: cannot read ({e})") from None
+        return cls.from_json(text, source=str(path))
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """One line naming the first offending field, e.g. `scenes[2].shot: Input should be ...`."""
+    err = e.errors()[0]
+    loc = ""
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def story_schema() -> dict:
+    return Story.model_json_schema()
