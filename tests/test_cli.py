@@ -1,0 +1,221 @@
+"""The command line end to end on the offline default: boards, reruns, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autokose.cli import app
+
+EGG = (
+    "Алдар Косе держит в руках блестящее «золотое яйцо». Бай наклоняется вперёд, "
+    "глаза широко раскрыты от удивления. Слуги Бая переглядываются позади."
+)
+runner = CliRunner()
+
+
+def cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *needles: str) -> None:
+    """Exit 2, one clear line naming the problem, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def egg_board(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("boards") / "egg"
+    result = cli("story", EGG, "--scenes", "8", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_demo_board_has_every_file_of_the_contract(egg_board: Path):
+    story = json.loads((egg_board / "story.json").read_text(encoding="utf-8"))
+    n = len(story["scenes"])
+    assert n == 8
+    for i in range(1, n + 1):
+        for rel in (f"frames/{i:02d}.png", f"frames/{i:02d}.svg", f"control/{i:02d}_pose.png",
+                    f"control/{i:02d}_pose.json"):
+            assert (egg_board / rel).stat().st_size > 0, rel
+    for rel in ("manifest.json", "board.html", "board.pdf", "sheet.png"):
+        assert (egg_board / rel).stat().st_size > 0, rel
+    assert not list(egg_board.rglob(".*.png")), "temporary files left behind"
+
+
+def test_manifest_records_parameters_seeds_hashes_and_timings(egg_board: Path):
+    manifest = json.loads((egg_board / "manifest.json").read_text(encoding="utf-8"))
+    story = json.loads((egg_board / "story.json").read_text(encoding="utf-8"))
+    assert manifest["command"]["logline"] == EGG
+    assert manifest["command"]["scenes"] == 8
+    assert manifest["environment"]["autokose"]
+    assert manifest["inputs"]["logline_sha256"]
+    assert set(manifest["timings"]) >= {"write", "stage", "render", "export"}
+    for scene in story["scenes"]:
+        record = manifest["frames"][f"{scene['index']:02d}"]
+        assert record["seed"] == scene["seed"]
+        assert len(record["sha256"]) == 64
+
+
+def test_story_json_carries_the_stable_keys(egg_board: Path):
+    story = json.loads((egg_board / "story.json").read_text(encoding="utf-8"))
+    assert story["logline"] == EGG and story["language"] == "ru"
+    ids = {c["id"] for c in story["characters"]}
+    assert {"aldar", "bai"} <= ids and all(c["name"] for c in story["characters"])
+    for scene in story["scenes"]:
+        assert {"index", "caption", "characters", "shot", "prompt", "seed"} <= set(scene)
+        assert set(scene["characters"]) <= ids
+
+
+def test_rerender_only_changes_the_edited_frame(egg_board: Path, tmp_path: Path):
+    board = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(egg_board), str(board)], check=True)
+    before = {p.name: p.read_bytes() for p in (board / "frames").glob("*.png")}
+    story = json.loads((board / "story.json").read_text(encoding="utf-8"))
+    story["scenes"][2]["time"] = "night"
+    (board / "story.json").write_text(json.dumps(story, ensure_ascii=False), encoding="utf-8")
+
+    result = cli("render", board / "story.json", "--only", "3")
+    assert result.exit_code == 0, result.output
+    after = {p.name: p.read_bytes() for p in (board / "frames").glob("*.png")}
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"03.png"}
+
+
+def test_rerender_from_story_and_manifest_is_identical(egg_board: Path, tmp_path: Path):
+    board = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(egg_board), str(board)], check=True)
+    result = cli("render", board / "story.json")
+    assert result.exit_code == 0, result.output
+    for frame in (egg_board / "frames").glob("*.png"):
+        assert (board / "frames" / frame.name).read_bytes() == frame.read_bytes(), frame.name
+
+
+def test_same_logline_and_seed_gives_identical_boards(egg_board: Path, tmp_path: Path):
+    result = cli("story", EGG, "--out", tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "again/story.json").read_bytes() == (egg_board / "story.json").read_bytes()
+    for frame in (egg_board / "frames").glob("*.png"):
+        assert (tmp_path / "again/frames" / frame.name).read_bytes() == frame.read_bytes()
+
+
+def test_resume_renders_only_missing_frames(egg_board: Path, tmp_path: Path):
+    board = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(egg_board), str(board)], check=True)
+    (board / "frames/05.png").unlink()
+    untouched = board / "frames/01.png"
+    mtime = untouched.stat().st_mtime_ns
+    result = cli("story", EGG, "--out", board, "--resume")
+    assert result.exit_code == 0, result.output
+    assert (board / "frames/05.png").read_bytes() == (egg_board / "frames/05.png").read_bytes()
+    assert untouched.stat().st_mtime_ns == mtime
+
+
+def test_stages_can_be_switched_off(tmp_path: Path):
+    result = cli("story", EGG, "--scenes", "6", "--out", tmp_path / "b", "--stages", "write,stage")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b/story.json").exists() and (tmp_path / "b/control/01_pose.json").exists()
+    assert not (tmp_path / "b/frames").exists() and not (tmp_path / "b/board.html").exists()
+
+
+def test_schema_and_characters_commands():
+    schema = json.loads(cli("schema").output)
+    assert {"logline", "language", "characters", "scenes"} <= set(schema["properties"])
+    listing = cli("characters")
+    assert listing.exit_code == 0 and "aldar" in listing.output and "bai" in listing.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["story", ""], "logline is empty"),
+        (["story", "   \t "], "logline is empty"),
+        (["story", "x" * 5000], "limit"),
+        (["story", EGG, "--scenes", "0"], "--scenes"),
+        (["story", EGG, "--scenes", "25"], "--scenes"),
+        (["story", EGG, "--writer", "poet"], "poet"),
+        (["story", EGG, "--stages", "write,paint"], "paint"),
+        (["render", "missing/story.json"], "no such file"),
+        (["render", "x.json", "--only", "three"], "--only"),
+        (["render", "x.json", "--pick", "4:2"], "--pick"),
+        (["story", EGG, "--steps", "10"], "--model"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(cli(*args), needle)
+
+
+def test_non_empty_out_needs_resume_or_force(egg_board: Path):
+    assert_user_error(cli("story", EGG, "--out", egg_board), "not empty", "--resume", "--force")
+
+
+def test_unwritable_out_dir(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_user_error(cli("story", EGG, "--out", blocker / "board"), "not writable")
+    assert_user_error(cli("story", EGG, "--out", blocker), "not a folder")
+
+
+def test_corrupt_and_invalid_story_json_name_the_problem(egg_board: Path, tmp_path: Path):
+    corrupt = tmp_path / "corrupt" / "story.json"
+    corrupt.parent.mkdir()
+    corrupt.write_text('{"title": "x", "scenes": [', encoding="utf-8")
+    assert_user_error(cli("render", corrupt), "not valid JSON")
+
+    story = json.loads((egg_board / "story.json").read_text(encoding="utf-8"))
+    story["scenes"][1]["shot"] = "panorama"
+    invalid = tmp_path / "invalid" / "story.json"
+    invalid.parent.mkdir()
+    invalid.write_text(json.dumps(story, ensure_ascii=False), encoding="utf-8")
+    assert_user_error(cli("render", invalid), "scenes[1].shot")
+
+    story["scenes"][1]["shot"] = "wide"
+    story["scenes"][1]["characters"].append("ghost")
+    invalid.write_text(json.dumps(story, ensure_ascii=False), encoding="utf-8")
+    assert_user_error(cli("render", invalid), "ghost")
+    assert not (invalid.parent / "frames").exists(), "nothing is written for an invalid story"
+
+
+def test_only_names_a_missing_scene(egg_board: Path, tmp_path: Path):
+    board = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(egg_board), str(board)], check=True)
+    assert_user_error(cli("render", board / "story.json", "--only", "3,42"), "no scene 42")
+
+
+def test_bad_characters_file(tmp_path: Path):
+    bad = tmp_path / "cast.yaml"
+    bad.write_text("characters:\n  - id: Aldar Kose\n    name: x\n", encoding="utf-8")
+    assert_user_error(cli("characters", "--characters", bad), "characters[0].id")
+    assert_user_error(cli("characters", "--characters", tmp_path / "nope.yaml"), "not found")
+
+
+def test_user_bible_overrides_and_extends(tmp_path: Path):
+    cast = tmp_path / "cast.yaml"
+    cast.write_text(
+        "characters:\n"
+        "  - id: aldar\n    trigger: myaldar\n"
+        "  - id: kempir\n    name: Old woman\n    aliases: [кемпир, старуха]\n",
+        encoding="utf-8",
+    )
+    listing = cli("characters", "--characters", cast)
+    assert listing.exit_code == 0
+    assert "myaldar" in listing.output and "kempir" in listing.output and "bai" in listing.output
+
+
+@pytest.mark.slow
+def test_console_script_exit_code_and_no_traceback(tmp_path: Path):
+    exe = Path(sys.executable).with_name("autokose")
+    proc = subprocess.run([str(exe), "story", "  "], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "logline is empty" in proc.stderr and "Traceback" not in proc.stderr
