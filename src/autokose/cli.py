@@ -92,6 +92,8 @@ Height = Annotated[Optional[int], typer.Option(help="Frame height in pixels.")]
 Device = Annotated[Optional[str], typer.Option(help="cuda, cpu or mps (default: best available).")]
 Dtype = Annotated[Optional[str], typer.Option(help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU).")]
 LowVram = Annotated[Optional[bool], typer.Option("--low-vram", help="8–12 GB cards: model CPU offload, VAE slicing and tiling.")]
+ModelConfig = Annotated[Optional[str], typer.Option(help="Diffusers config folder for a single-file --model (default: the shipped SD 1.5/SDXL one).")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Frames denoised together (default 8; 2 with --low-vram).")]
 BestOf = Annotated[int, typer.Option(help="Draw K candidates per frame and keep the best-scoring one.")]
 MinIdentity = Annotated[Optional[float], typer.Option(help="Re-roll frames whose identity score is below this.")]
 ClipModel = Annotated[Optional[str], typer.Option(help="CLIP model for scoring (HF id or folder).")]
@@ -134,6 +136,7 @@ def story(
     controlnet: ControlNet = None, controlnet_scale: ControlScale = None, consistency: Consistency = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
+    model_config: ModelConfig = None, batch_size: BatchSize = None,
     best_of: BestOf = 1, min_identity: MinIdentity = None, clip_model: ClipModel = None,
 ) -> None:
     """Write a story from LOGLINE and draw its storyboard."""
@@ -157,7 +160,7 @@ def story(
                                    ip_adapter_scale=ip_adapter_scale, controlnet=controlnet,
                                    controlnet_scale=controlnet_scale, consistency=consistency, scheduler=scheduler,
                                    steps=steps, cfg=cfg, width=width, height=height, device=device, dtype=dtype,
-                                   low_vram=low_vram),
+                                   low_vram=low_vram, model_config=model_config, batch_size=batch_size),
             quality=dict(best_of=best_of, min_identity=min_identity, clip_model=clip_model),
             stages=stages.split(",") if stages else list(STAGES),
         )
@@ -176,6 +179,7 @@ def render(
     controlnet: ControlNet = None, controlnet_scale: ControlScale = None, consistency: Consistency = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
+    model_config: ModelConfig = None, batch_size: BatchSize = None,
     best_of: BestOf = 1, min_identity: MinIdentity = None, clip_model: ClipModel = None,
 ) -> None:
     """Re-render a board from its story.json (after editing a scene), with the settings in its manifest."""
@@ -196,17 +200,18 @@ def render(
             quality["best_of"] = best_of
         if min_identity is not None:
             quality["min_identity"] = min_identity
-        cfg_ = base.model_copy(update=dict(
+        cfg_ = RunConfig.model_validate(dict(
+            base.model_dump(),
             render=render_settings(base.render.model_dump(), model=model, vae=vae, lora=lora, ip_adapter=ip_adapter,
                                    ip_adapter_scale=ip_adapter_scale, controlnet=controlnet,
                                    controlnet_scale=controlnet_scale, consistency=consistency,
                                    scheduler=scheduler, steps=steps, cfg=cfg, width=width, height=height,
-                                   device=device, dtype=dtype, low_vram=low_vram),
+                                   device=device, dtype=dtype, low_vram=low_vram, model_config=model_config,
+                                   batch_size=batch_size),
             quality=quality,
             stages=stages.split(",") if stages else [s for s in STAGES if s != "write"],
             only=only_list,
         ))
-        cfg_ = RunConfig.model_validate(cfg_.model_dump())
         with stage_progress() as progress:
             board = run(cfg_, board.root, story=story_, progress=progress)
     _report(board)

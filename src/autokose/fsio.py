@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: Path | str, suffix: str | None = None):
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
@@ -22,6 +26,7 @@ def atomic_path(path: Path | str, suffix: str | None = None):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any other file
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,260 @@
+"""Export: board.html, board.pdf and sheet.png from a hand-made board folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from html import escape
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from autokose.board import Board
+from autokose.errors import InputError
+from autokose.export import export_board
+from autokose.export.labels import Labels
+from autokose.story import Shot, Story
+
+CAPTIONS = [
+    "Алдар Косе держит «золотое яйцо» и улыбается.",
+    "Бай наклоняется вперёд: <script>alert('x')</script> & глаза горят.",
+    "Слуги переглядываются; Көсе қулықпен күледі — ә ғ қ ң ө ұ ү һ і.",
+]
+
+
+def make_story(n: int = 3, language: str = "ru") -> Story:
+    scenes = []
+    for i in range(1, n + 1):
+        scenes.append({
+            "index": i,
+            "caption": CAPTIONS[(i - 1) % len(CAPTIONS)] if i <= len(CAPTIONS) else f"Сцена номер {i}: Бай считает монеты.",
+            "characters": ["aldar", "bai"] if i % 2 else ["aldar"],
+            "shot": ["wide", "close_up", "medium"][i % 3],
+            "setting": "yurt",
+            "time": "dusk",
+            "dialogue": "Это яйцо несёт золото!" if i == 1 else None,
+            "duration": 2.5,
+        })
+    return Story.model_validate({
+        "title": "Золотое яйцо",
+        "logline": "Алдар Косе продаёт баю «золотое яйцо».",
+        "language": language,
+        "characters": [
+            {"id": "aldar", "name": "Aldar Köse", "names": {"ru": "Алдар Косе", "kk": "Алдар Көсе"}},
+            {"id": "bai", "name": "the Bai", "names": {"ru": "Бай", "kk": "Бай"}},
+        ],
+        "scenes": scenes,
+    })
+
+
+def make_board(root, n: int = 3, missing: tuple[int, ...] = (), size=(192, 108), language: str = "ru"):
+    board = Board(root)
+    story = make_story(n, language)
+    board.prepare()
+    board.save_story(story)
+    for i in range(1, n + 1):
+        if i in missing:
+            continue
+        im = Image.new("RGB", size, (40 + 17 * i % 200, 90, 160))
+        ImageDraw.Draw(im).ellipse((20, 20, 60 + 5 * i, 80), fill=(230, 190, 60))
+        board.frame_path(i).parent.mkdir(exist_ok=True)
+        im.save(board.frame_path(i))
+    return board, story
+
+
+def load(path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def pdf_text(data: bytes) -> str:
+    """What a PDF reader would extract: every shown string, page by page, mapped through its font's ToUnicode CMap."""
+    objs = {int(n): body for n, body in re.findall(rb"(\d+) 0 obj\n(.*?)\nendobj", data, re.S)}
+
+    def stream(n: int) -> bytes:
+        head, _, rest = objs[n].partition(b"stream\n")
+        raw = rest.rsplit(b"endstream", 1)[0].rstrip(b"\r\n")
+        return zlib.decompress(raw) if b"/FlateDecode" in head else raw
+
+    def to_unicode(font_ref: int) -> dict[int, str]:
+        cmap_ref = int(re.search(rb"/ToUnicode (\d+) 0 R", objs[font_ref]).group(1))
+        pairs = re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", stream(cmap_ref).split(b"endcodespacerange")[-1])
+        return {int(src, 16): bytes.fromhex(dst.decode()).decode("utf-16-be") for src, dst in pairs}
+
+    fonts = {name: to_unicode(int(ref)) for name, ref in re.findall(rb"/(F\d+) (\d+) 0 R", data)}
+    kids = re.search(rb"/Kids \[([^\]]*)\]", data).group(1)
+    lines = []
+    for page in re.findall(rb"(\d+) 0 R", kids):
+        content = stream(int(re.search(rb"/Contents (\d+) 0 R", objs[int(page)]).group(1)))
+        cmap: dict[int, str] = {}
+        for font, literal, hexcodes in re.findall(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) Tj|<([0-9A-Fa-f]*)> Tj", content, re.S):
+            if font:
+                cmap = fonts[font]
+                continue
+            codes = bytes.fromhex(hexcodes.decode()) if hexcodes else re.sub(
+                rb"\\(.)", lambda m: {b"n": b"\n", b"r": b"\r"}.get(m.group(1), m.group(1)), literal, flags=re.S)
+            lines.append("".join(cmap.get(int.from_bytes(codes[k:k + 2], "big"), "\ufffd") for k in range(0, len(codes), 2)))
+    return "\n".join(lines)
+
+
+def test_exports_exist_and_are_self_contained(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    paths = export_board(board, story, ["html", "pdf", "sheet"])
+    assert set(paths) == {"html", "pdf", "sheet"}
+    assert all(p.is_file() for p in paths.values())
+    html = board.html_path.read_text(encoding="utf-8")
+    assert '<html lang="ru">' in html
+    assert html.count('src="data:image/png;base64,') == 3
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html and "@import" not in html
+    for caption in CAPTIONS:
+        assert escape(caption) in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp;" in html
+    assert "<script>alert" not in html
+    assert "«золотое яйцо»" in html and "Көсе қулықпен" in html
+    assert "Алдар Косе, Бай" in html  # display names in the story's language
+    assert "крупный план" in html and "юрта" in html and "сумерки" in html
+    assert "Это яйцо несёт золото!" in html
+    assert "badge" not in html.split("</style>")[1]
+
+
+def test_html_language_follows_story(tmp_path):
+    board, story = make_board(tmp_path / "b", language="kk")
+    html = export_board(board, story, ["html"])["html"].read_text(encoding="utf-8")
+    assert '<html lang="kk">' in html
+    assert "Алдар Көсе" in html and "Сахна 1" in html and "ымырт" in html
+
+
+def test_scores_show_badges_and_heatmap(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    scores = {
+        "frames": {
+            "01": {"identity": 0.812, "status": "ok", "model": "facenet"},
+            "02": {"identity": 0.41, "status": "low", "model": "facenet"},
+            "03": {"identity": None, "status": "none", "model": "facenet"},
+        },
+        "summary": {"frames_ok": 1, "frames_low": 1, "frames_none": 1, "mean_identity": 0.611,
+                    "min_identity": 0.41, "worst_frame": "02", "face_model": "dlib-resnet", "custom": 7},
+    }
+    (board.root / "scores.json").write_text(json.dumps(scores), encoding="utf-8")
+    Image.new("RGB", (60, 20), (200, 0, 0)).save(board.root / "scores_heatmap.png")
+    html = export_board(board, story, ["html"])["html"].read_text(encoding="utf-8")
+    body = html.split("</style>")[1]
+    assert 'class="badge ok"' in body and "0.81" in body
+    assert 'class="badge low"' in body and "0.41" in body
+    assert 'class="badge none"' in body
+    assert "низкое сходство 1" in body and "среднее 0.61" in body and "минимум 0.41 (Сцена 2)" in body
+    assert "dlib-resnet" in body and "custom 7" in body
+    assert body.count('src="data:image/png;base64,') == 4  # three frames + heatmap
+
+
+def test_broken_scores_is_input_error(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    (board.root / "scores.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match="scores.json"):
+        export_board(board, story, ["html"])
+
+
+def test_missing_frame_gets_placeholder(tmp_path):
+    board, story = make_board(tmp_path / "b", missing=(2,))
+    paths = export_board(board, story, ["html", "pdf", "sheet"])
+    html = paths["html"].read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == 2
+    assert html.count('class="placeholder"') == 1 and "кадр ещё не отрисован" in html
+    assert "кадр ещё не отрисован" in pdf_text(paths["pdf"].read_bytes())
+    sheet = load(paths["sheet"])
+    full_board, _ = make_board(tmp_path / "full")
+    full = load(export_board(full_board, story, ["sheet"])["sheet"])
+    assert sheet.size == full.size and sheet.tobytes() != full.tobytes()
+
+
+def test_pdf_has_extractable_captions_and_pages_grow(tmp_path):
+    board, story = make_board(tmp_path / "small", n=3)
+    small = export_board(board, story, ["pdf"])["pdf"].read_bytes()
+    assert small.startswith(b"%PDF")
+    text = " ".join(pdf_text(small).split())  # wrapped lines joined
+    assert "Золотое яйцо" in text and "Алдар Косе продаёт баю" in text
+    assert "«золотое" in text and "ә ғ қ ң ө ұ ү һ і" in text
+    assert "Сцена 1 — крупный план" in text and "Сцена 2 — средний план" in text
+    assert "<script>alert('x')</script> & глаза горят." in text
+    assert "— Это яйцо несёт золото!" in text
+    assert "стр. 1 / 1" in text
+
+    big_board, big_story = make_board(tmp_path / "big", n=13)
+    big = export_board(big_board, big_story, ["pdf"])["pdf"].read_bytes()
+    assert len(re.findall(rb"/Type\s*/Page\b", small)) == 1
+    assert len(re.findall(rb"/Type\s*/Page\b", big)) == 3
+    assert "стр. 3 / 3" in pdf_text(big)
+
+
+def test_long_caption_is_cut_not_spilled(tmp_path):
+    board, story = make_board(tmp_path / "b", n=1)
+    story.scenes[0].caption = "очень " * 300 + "КОНЕЦ"
+    text = pdf_text(export_board(board, story, ["pdf"])["pdf"].read_bytes())
+    assert "…" in text and "КОНЕЦ" not in text
+    assert "— Это яйцо несёт золото!" in " ".join(text.split())  # the dialogue keeps its lines
+
+
+def test_sheet_grid_depends_on_frame_count(tmp_path):
+    sizes = {}
+    for n in (2, 4, 6):
+        board, story = make_board(tmp_path / f"b{n}", n=n)
+        sizes[n] = load(export_board(board, story, ["sheet"])["sheet"]).size
+    assert sizes[2][0] < sizes[4][0] == sizes[6][0]  # up to 4 columns
+    assert sizes[4][1] < sizes[6][1]  # a second row
+    assert load(tmp_path / "b6" / "sheet.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_reruns_are_byte_identical(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    first = {k: p.read_bytes() for k, p in export_board(board, story, ["html", "pdf", "sheet"]).items()}
+    second = {k: p.read_bytes() for k, p in export_board(board, story, ["html", "pdf", "sheet"]).items()}
+    assert first == second
+    story.scenes[0].caption = "Другая подпись"
+    changed = {k: p.read_bytes() for k, p in export_board(board, story, ["html", "pdf", "sheet"]).items()}
+    assert all(changed[k] != first[k] for k in first)
+
+
+def test_unknown_format_is_input_error(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    with pytest.raises(InputError, match="unknown export format 'docx'"):
+        export_board(board, story, ["html", "docx"])
+    assert not board.html_path.exists()
+
+
+def test_broken_frame_is_input_error(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    board.frame_path(2).write_bytes(b"not a png")
+    for fmt in ("html", "pdf", "sheet"):
+        with pytest.raises(InputError, match="02.png"):
+            export_board(board, story, [fmt])
+
+
+def test_large_frames_are_embedded_as_jpeg(tmp_path):
+    board, story = make_board(tmp_path / "b")
+    noise = np.random.default_rng(0).integers(0, 256, (400, 700, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(board.frame_path(2))
+    png_size = board.frame_path(2).stat().st_size
+    html = export_board(board, story, ["html"])["html"].read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == 2  # small frames stay byte-exact PNG
+    assert html.count('src="data:image/jpeg;base64,') == 1
+    assert len(html) < png_size
+
+
+def test_labels_count_and_time_in_each_language():
+    ru, kk, en = Labels("ru"), Labels("kk"), Labels("en")
+    assert [ru.scenes(n) for n in (1, 3, 5, 11, 21, 24)] == ["1 сцена", "3 сцены", "5 сцен", "11 сцен", "21 сцена", "24 сцены"]
+    assert kk.scenes(8) == "8 сахна" and en.scenes(1) == "1 scene" and en.scenes(2) == "2 scenes"
+    assert ru.seconds(2.5) == "2,5 с" and en.seconds(2.5) == "2.5 s" and ru.runtime(95) == "1 мин 35 с"
+    assert ru.term(Shot.close_up) == "крупный план" and kk.term(Shot.close_up) == "ірі план"
+    assert ru.setting("yurt") == "юрта" and ru.setting("юрта Бая") == "юрта Бая"
+
+
+def test_pdf_date_is_fixed_unless_source_date_epoch(tmp_path, monkeypatch):
+    board, story = make_board(tmp_path / "b")
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert b"/CreationDate (D:20000101000000Z)" in export_board(board, story, ["pdf"])["pdf"].read_bytes()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert b"/CreationDate (D:20231114221320Z)" in export_board(board, story, ["pdf"])["pdf"].read_bytes()
