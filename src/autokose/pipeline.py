@@ -141,14 +141,10 @@ def write_controls(board: Board, layouts, width: int, height: int, progress: Pro
 
 def render_frames(renderer, story: Story, layouts, indices: list[int], board: Board,
                   cfg: RunConfig, progress: Progress) -> dict:
-    """Render `indices`, write each frame as soon as it exists (so a killed run can resume)."""
-    meta = {}
-    t0 = time.perf_counter()
-    for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
-        meta[f"{frame.index:02d}"] = write_frame(board, frame, time.perf_counter() - t0)
-        progress("render", n, len(indices))
-        t0 = time.perf_counter()
-    return meta
+    """Render `indices` through the quality loop (best-of-K, re-rolls, picks): `autokose.score.loop`."""
+    from autokose.score.loop import render_frames as render_candidates
+
+    return render_candidates(renderer, story, layouts, indices, board, cfg, progress)
 
 
 def write_frame(board: Board, frame, seconds: float) -> dict:

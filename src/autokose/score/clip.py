@@ -1,0 +1,90 @@
+"""CLIP-I and CLIP-T: image–image and prompt–image cosine similarity with a CLIP model the user names.
+
+The model is read locally only (a folder, or a Hugging Face repo id already in the cache) from
+safetensors weights; when there is none, scoring says so and skips CLIP rather than guessing.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+SKIPPED_NO_MODEL = "clip: skipped — no model given"
+
+
+class Clip:
+    """A loaded CLIPModel + CLIPProcessor; embeddings come back L2-normalised (rows)."""
+
+    def __init__(self, name: str, model, processor, device: str):
+        self.name = name
+        self.model = model
+        self.processor = processor
+        self.device = device
+
+    def _normalised(self, features) -> np.ndarray:
+        # transformers 5 returns a model output whose pooler_output is the projected embedding.
+        features = getattr(features, "pooler_output", features)
+        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return features.float().cpu().numpy()
+
+    def image_embeddings(self, images: list) -> np.ndarray:
+        import torch
+
+        if not images:
+            return np.zeros((0, self.model.config.projection_dim), dtype=np.float32)
+        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        with torch.inference_mode():
+            return self._normalised(self.model.get_image_features(pixel_values=inputs["pixel_values"].to(self.device)))
+
+    def text_embeddings(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        inputs = self.processor(text=texts, padding=True, truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            return self._normalised(self.model.get_text_features(
+                input_ids=inputs["input_ids"].to(self.device), attention_mask=inputs["attention_mask"].to(self.device)))
+
+    def text_image_similarity(self, text: str, image) -> float:
+        """CLIP-T: cosine between a prompt and an image (raw cosine, not the ×100 CLIPScore)."""
+        return float(self.text_embeddings([text])[0] @ self.image_embeddings([image])[0])
+
+
+def load_clip(spec: str | None) -> tuple[Clip | None, str | None]:
+    """(Clip, None) or (None, why CLIP is skipped), e.g. 'clip: skipped — not found offline: <id>'."""
+    if not spec:
+        return None, SKIPPED_NO_MODEL
+    return _load(str(spec))
+
+
+@lru_cache(maxsize=2)
+def _load(spec: str) -> tuple[Clip | None, str | None]:
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    path = Path(spec).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        return None, f"clip: skipped — {spec} is not a CLIP model folder (no config.json)"
+    where = str(path) if path.exists() else spec
+    try:
+        model = CLIPModel.from_pretrained(where, local_files_only=True, use_safetensors=True)
+        processor = CLIPProcessor.from_pretrained(where, local_files_only=True)
+    except OSError:
+        return None, f"clip: skipped — not found offline: {spec}"
+    except (ValueError, KeyError) as e:  # a folder of something else, or a config CLIPModel cannot read
+        return None, f"clip: skipped — {spec} is not a CLIP model ({str(e).splitlines()[0][:120]})"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Clip(spec, model.eval().to(device), processor, device), None
+
+
+def crop_box(image, box: tuple[float, float, float, float], margin: float = 0.05):
+    """The part of `image` inside a normalised box (x0, y0, x1, y1), a little enlarged; None if empty."""
+    width, height = image.size
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    left, top = max(0, int((x0 - mx) * width)), max(0, int((y0 - my) * height))
+    right, bottom = min(width, int(np.ceil((x1 + mx) * width))), min(height, int(np.ceil((y1 + my) * height)))
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return image.crop((left, top, right, bottom))

@@ -1,0 +1,270 @@
+"""The quality loop: draw K candidates per frame, score them, keep the best, re-roll the weak ones.
+
+Candidate k of a scene is rendered with `candidate_seed(scene.seed, k)` (k = 0 is the scene's
+own seed), so every candidate can be reproduced from story.json. Each is saved as
+`candidates/NN_k.png` with a record beside it (`NN_k.json`: seed, score, the hash of what
+decided its pixels) and listed in the manifest as `frames[NN].candidates`. A later run reuses a
+candidate whose record still matches instead of rendering it again, so `--pick S=K` (keep
+candidate K of scene S) and raising `--best-of` cost only what is new.
+
+    --best-of K         candidates 0..K-1 for every frame; the best score is kept
+    --min-identity T    frames whose best score is below T get one more candidate per round,
+                        at most `reroll_budget` more per frame
+    --pick S=K          keep candidate K of scene S whatever the scores
+
+The default scorer (`autokose.score.IdentityScorer`) measures each character against their
+references (card centroid, reference images) and, for characters without any, against the
+character in the first candidates of the board's other scenes. A frame whose first candidate
+cannot be scored (no face and no CLIP model, nobody in it, nothing to compare with) gets no
+more candidates: there is nothing to choose by.
+
+Candidates rendered in one renderer call share a batch. The diffusion renderer can couple the
+frames of a batch (consistent self-attention), so a candidate re-rendered in a different batch
+may differ slightly; the saved candidate files are what a pick reuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from autokose.fsio import save_image, sha256_file, sha256_text, write_json, write_text
+from autokose.render import Frame
+from autokose.staging import Layout
+from autokose.story import Scene, Story
+
+# Higher is better; None when the frame cannot be scored. A scorer may also have
+# `anchor(frames: list[tuple[Frame, Scene, Layout]])`: the loop calls it once with the first
+# candidate of every frame before scoring any, so it can score against the rest of the board.
+Scorer = Callable[[Frame, Scene, Layout], float | None]
+
+
+def candidate_seed(seed: int, k: int) -> int:
+    """The seed of candidate k of a scene whose seed is `seed`: k = 0 is the scene's own."""
+    if k == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"autokose-candidate:{seed}:{k}".encode()).digest()[:4], "big")
+
+
+def candidate_path(root: Path, index: int, k: int, ext: str = "png") -> Path:
+    return Path(root) / "candidates" / f"{index:02d}_{k}.{ext}"
+
+
+@dataclass
+class Candidate:
+    k: int
+    seed: int
+    file: str  # relative to the board folder
+    sha256: str
+    key: str  # hash of the scene and render settings that decided the pixels
+    score: float | None = None
+    seconds: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    def manifest(self) -> dict:
+        return {"k": self.k, "seed": self.seed, "score": self.score, "file": self.file}
+
+
+def render_key(story: Story, scene: Scene, cfg) -> str:
+    """What decides a candidate's pixels besides its seed: the scene, its cast, style, settings."""
+    return sha256_text(json.dumps({
+        "scene": scene.model_dump(mode="json"), "style": story.style,
+        "characters": [story.character(c).model_dump(mode="json") for c in scene.characters],
+        "render": cfg.render.model_dump(mode="json"),
+    }, sort_keys=True, ensure_ascii=False))
+
+
+class QualityLoop:
+    """Draws candidates round by round and keeps, per scene, every candidate and the best one."""
+
+    def __init__(self, renderer, story: Story, layouts: list[Layout], board, cfg, scorer: Scorer | None, progress):
+        self.renderer, self.story, self.layouts, self.board = renderer, story, layouts, board
+        self.scenes = {s.index: s for s in story.scenes}
+        self.by_index = {layout.index: layout for layout in layouts}
+        self.keys = {s.index: render_key(story, s, cfg) for s in story.scenes}
+        self.scorer, self.progress = scorer, progress
+        self.pool: dict[int, dict[int, Candidate]] = {}
+        self.best: dict[int, tuple[Candidate, Frame]] = {}
+        self.done, self.total = 0, 0
+
+    def draw(self, wanted: dict[int, int], *, score: bool, anchor: bool = False) -> None:
+        """Candidate `wanted[scene]` for each scene (reused from disk if unchanged, else rendered), then scored.
+
+        `anchor`: first show the scorer the whole round (`scorer.anchor`, when it has one).
+        """
+        drawn, fresh = [], {}
+        for index, k in wanted.items():
+            reused = self._reuse(index, k)
+            if reused is None:
+                fresh[index] = k
+            else:
+                drawn.append(reused)
+                self._tick()
+        seeds = {i: candidate_seed(self.scenes[i].seed, k) for i, k in fresh.items()}
+        t0 = time.perf_counter()
+        for frame in self.renderer.render(self.story, self.layouts, sorted(fresh), seeds=seeds) if fresh else ():
+            if frame.index not in fresh:
+                continue
+            drawn.append((self._save(frame, fresh.pop(frame.index), time.perf_counter() - t0), frame))
+            self._tick()
+            t0 = time.perf_counter()
+        if fresh:
+            raise RuntimeError(f"renderer returned no frame for scene(s) {sorted(fresh)}")
+        if score and anchor and hasattr(self.scorer, "anchor"):  # this round plus the frames already kept (picks)
+            board = [f for _, f in drawn] + [f for _, f in self.best.values()]
+            self.scorer.anchor([(f, self.scenes[f.index], self.by_index.get(f.index)) for f in board])
+        for cand, frame in sorted(drawn, key=lambda pair: pair[1].index):
+            self._take(cand, frame, score=score)
+
+    def _tick(self) -> None:
+        self.done += 1
+        self.progress("render", self.done, max(self.total, self.done))
+
+    def _save(self, frame: Frame, k: int, seconds: float) -> Candidate:
+        root = self.board.root
+        path = save_image(candidate_path(root, frame.index, k), frame.image)
+        if frame.svg is not None:
+            write_text(candidate_path(root, frame.index, k, "svg"), frame.svg)
+        cand = Candidate(k=k, seed=frame.seed, file=path.relative_to(root).as_posix(), sha256=sha256_file(path),
+                         key=self.keys[frame.index], seconds=round(seconds, 4), meta=dict(frame.meta))
+        return cand
+
+    def recorded(self, index: int, k: int) -> Candidate | None:
+        """The record of a candidate on disk, when it matches this scene, its settings and seed."""
+        root = self.board.root
+        try:
+            cand = Candidate(**json.loads(candidate_path(root, index, k, "json").read_text(encoding="utf-8")))
+            if (cand.k, cand.key, cand.seed) != (k, self.keys[index], candidate_seed(self.scenes[index].seed, k)) \
+                    or sha256_file(root / cand.file) != cand.sha256:
+                return None
+        except (OSError, ValueError, TypeError):  # missing, unreadable or foreign record
+            return None
+        return cand
+
+    def history(self, index: int) -> list[Candidate]:
+        """Every valid candidate of a scene, from this run and earlier ones, by k."""
+        found = {}
+        for path in (self.board.root / "candidates").glob(f"{index:02d}_*.json"):
+            k = path.stem.split("_", 1)[1]
+            cand = self.recorded(index, int(k)) if k.isdigit() else None
+            if cand is not None:
+                found[cand.k] = cand
+        found.update(self.pool.get(index, {}))
+        return [found[k] for k in sorted(found)]
+
+    def _reuse(self, index: int, k: int) -> tuple[Candidate, Frame] | None:
+        root = self.board.root
+        cand = self.recorded(index, k)
+        if cand is None:
+            return None
+        try:
+            with Image.open(root / cand.file) as im:
+                image = im.convert("RGB")
+        except OSError:
+            return None
+        svg = candidate_path(root, index, k, "svg")
+        frame = Frame(index=index, image=image, seed=cand.seed, meta=dict(cand.meta),
+                      svg=svg.read_text(encoding="utf-8") if svg.is_file() else None)
+        return cand, frame
+
+    def _take(self, cand: Candidate, frame: Frame, *, score: bool) -> None:
+        index = frame.index
+        if score and self.scorer is not None:
+            value = self.scorer(frame, self.scenes[index], self.by_index.get(index))
+            cand.score = None if value is None else round(float(value), 6)
+        write_json(candidate_path(self.board.root, index, cand.k, "json"), asdict(cand))
+        self.pool.setdefault(index, {})[cand.k] = cand
+        if index not in self.best or _rank(cand) > _rank(self.best[index][0]):
+            self.best[index] = (cand, frame)
+
+    def score_of(self, index: int) -> float | None:
+        return self.best[index][0].score
+
+
+def _rank(cand: Candidate) -> tuple:
+    """Scored beats unscored, higher beats lower, the earlier candidate wins a tie."""
+    return (cand.score is not None, cand.score if cand.score is not None else 0.0, -cand.k)
+
+
+def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[int], board, cfg, progress,
+                  *, scorer: Scorer | None = None) -> dict:
+    """Render `indices` and write frames/NN.png; returns the manifest's `frames` entries.
+
+    With `--best-of 1`, no `--min-identity` and no picks this is a plain render: each frame is
+    written as soon as it exists. Otherwise candidates go through the quality loop; `scorer`
+    defaults to `IdentityScorer` (face identity against references, CLIP fallback).
+    """
+    from autokose.pipeline import write_frame
+
+    quality = cfg.quality
+    picks = {i: k for i, k in quality.picks.items() if i in indices}
+    if quality.best_of == 1 and quality.min_identity is None and not picks:
+        return _render_plain(renderer, story, layouts, indices, board, progress, write_frame)
+    auto = [i for i in indices if i not in picks]
+    scoring = bool(auto) and (quality.best_of > 1 or quality.min_identity is not None)
+    if scorer is None and scoring:
+        from autokose.score import IdentityScorer
+
+        scorer = IdentityScorer(story, board.root, clip_model=quality.clip_model)
+    loop = QualityLoop(renderer, story, layouts, board, cfg, scorer, progress)
+    loop.total = len(picks) + quality.best_of * len(auto)
+    loop.draw(picks, score=False)
+    active = auto
+    for k in range(quality.best_of):
+        loop.draw({i: k for i in active}, score=scoring, anchor=k == 0)
+        if k == 0 and scoring:
+            unscorable = [i for i in active if loop.score_of(i) is None]
+            loop.total -= (quality.best_of - 1) * len(unscorable)
+            active = [i for i in active if i not in unscorable]
+    rerolls = {i: 0 for i in auto}
+    if quality.min_identity is not None:
+        for r in range(quality.reroll_budget):
+            low = [i for i in auto if loop.score_of(i) is not None and loop.score_of(i) < quality.min_identity]
+            if not low:
+                break
+            loop.total += len(low)
+            loop.draw({i: quality.best_of + r for i in low}, score=True)
+            for i in low:
+                rerolls[i] += 1
+
+    meta = {}
+    for index in indices:
+        cand, frame = loop.best[index]
+        entry = write_frame(board, frame, cand.seconds)
+        entry.update(
+            candidates=[c.manifest() for c in loop.history(index)], kept=cand.k, score=cand.score,
+            chosen=_why(index, cand, picks, scoring, quality.min_identity, rerolls.get(index, 0)),
+        )
+        meta[f"{index:02d}"] = entry
+    return meta
+
+
+def _why(index: int, cand: Candidate, picks: dict, scoring: bool, threshold: float | None, rerolls: int) -> str:
+    """Why this candidate was kept, in words, for the manifest."""
+    if index in picks:
+        return f"picked: candidate {cand.k}"
+    if not scoring:
+        return "only candidate"
+    if cand.score is None:
+        return "unscored (nothing to measure against): kept candidate 0"
+    text = "best score" + (f" after {rerolls} re-roll(s)" if rerolls else "")
+    if threshold is not None and cand.score < threshold:
+        text += f"; still below --min-identity {threshold}"
+    return text
+
+
+def _render_plain(renderer, story, layouts, indices, board, progress, write_frame) -> dict:
+    """Render `indices`, write each frame as soon as it exists (so a killed run can resume)."""
+    meta = {}
+    t0 = time.perf_counter()
+    for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
+        meta[f"{frame.index:02d}"] = write_frame(board, frame, time.perf_counter() - t0)
+        progress("render", n, len(indices))
+        t0 = time.perf_counter()
+    return meta
