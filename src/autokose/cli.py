@@ -255,7 +255,9 @@ def score(
         if not board.story_path.exists():
             raise InputError(f"{board_dir}: no story.json here (is it a board folder?)")
         story_ = board.load_story()
-        scores = score_board(board, story_, stage_story(story_), clip_model=clip_model)
+        size = board.load_manifest().get("command", {}).get("render", {})
+        aspect = size.get("width", 16) / size.get("height", 9)
+        scores = score_board(board, story_, stage_story(story_, aspect), clip_model=clip_model)
         from autokose.export import export_board
 
         export_board(board, story_, ["html"])

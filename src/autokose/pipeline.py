@@ -95,7 +95,7 @@ def run(cfg: RunConfig, out: Path, *, resume: bool = False, force: bool = False,
     assets = timed("cast", identity_assets, story, bible) if "cast" in cfg.stages else {}
 
     # 3. stage: layouts and OpenPose controls
-    layouts = timed("stage", stage_story, story)
+    layouts = timed("stage", stage_story, story, cfg.render.width / cfg.render.height)
     if "stage" in cfg.stages:
         timed("control", write_controls, board, layouts, cfg.render.width, cfg.render.height, progress)
 

@@ -1,14 +1,26 @@
 """Stage: per scene, a layout of who stands where, at what scale, in what pose.
 
 Coordinates are normalised to the frame (x right, y down, 0..1) so one layout serves every
-renderer size; `Layout.keypoints_px` gives pixels for a given canvas.
+renderer size of the same aspect ratio; `Layout.keypoints_px` gives pixels for a given canvas.
+
+Blocking rules, in order: the shot size sets the figures' scale and ground line; characters
+stand left to right in `scene.characters` order; those the action puts "behind" (позади,
+артында) stand in a back row, smaller and higher, drawn first; a rider shares the slot of
+the animal they ride; everyone faces the others (or the way they travel).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
 
-from autokose.story import Angle, Shot, Story, TimeOfDay
+from autokose.poses import GRIP, POSES, K, place, resolve_pose
+from autokose.previz.vocabulary import resolve_prop
+from autokose.story import Angle, Character, Scene, Shot, Story, TimeOfDay
+
+DEFAULT_ASPECT = 16 / 9
 
 
 class Figure(BaseModel):
@@ -29,6 +41,9 @@ class Figure(BaseModel):
     box: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 0.0, 0.0), description="Figure bounding box x0, y0, x1, y1, normalised."
     )
+    view: str = Field("front", description="front (three-quarter, face visible) or back (over-the-shoulder).")
+    behind: bool = Field(False, description="Stands in the back row.")
+    mount: str | None = Field(None, description="Id of the animal this figure rides.")
 
 
 class PropPlacement(BaseModel):
@@ -36,6 +51,9 @@ class PropPlacement(BaseModel):
     x: float
     y: float
     size: float = Field(description="Fraction of frame height.")
+    kind: str = Field("bundle", description="Drawable prop kind (see autokose.previz.vocabulary).")
+    holder: str | None = Field(None, description="Id of the character holding it; x, y is then the grip.")
+    grip: str | None = Field(None, description="'one' hand or 'both' hands when held.")
 
 
 class Layout(BaseModel):
@@ -47,15 +65,477 @@ class Layout(BaseModel):
     horizon: float = Field(0.6, description="Horizon line, fraction of frame height.")
     figures: list[Figure] = Field(default_factory=list)
     props: list[PropPlacement] = Field(default_factory=list)
+    aspect: float = Field(DEFAULT_ASPECT, description="Frame width / height the layout was made for.")
+    focus: str | None = Field(None, description="The key character: the close-up's subject.")
 
     def keypoints_px(self, width: int, height: int) -> list[list[tuple[float, float, float]]]:
         return [[(x * width, y * height, c) for x, y, c in f.keypoints] for f in self.figures]
 
 
-def stage_story(story: Story) -> list[Layout]:
+@dataclass(frozen=True)
+class Framing:
+    """How a shot size frames the front row: standing height, ground line, gap between slots."""
+
+    height: float
+    ground: float
+    gap: float
+    horizon: float
+
+
+FRAMINGS = {
+    Shot.establishing: Framing(height=0.2, ground=0.8, gap=0.08, horizon=0.58),
+    Shot.wide: Framing(height=0.52, ground=0.9, gap=0.2, horizon=0.5),
+    Shot.medium: Framing(height=1.18, ground=1.38, gap=0.1, horizon=0.42),
+    Shot.close_up: Framing(height=2.6, ground=3.03, gap=0.0, horizon=0.45),
+    Shot.over_the_shoulder: Framing(height=1.15, ground=1.29, gap=0.0, horizon=0.42),
+    Shot.insert: Framing(height=3.2, ground=2.7, gap=0.0, horizon=0.3),
+}
+# Camera height in standing heights: where the horizon crosses the front row.
+CAMERA_HEIGHT = {Angle.eye_level: 0.9, Angle.low: 0.45, Angle.high: 1.5}
+HORIZON_SHIFT = {Angle.eye_level: 0.0, Angle.low: 0.12, Angle.high: -0.15}
+BACK_ROW_SCALE = 0.78
+# Where the face lands (nose, fraction of frame height) in shots framed on a face.
+CLOSE_UP_NOSE, OTS_KEY_NOSE, OTS_NEAR_NOSE = 0.65, 0.24, 0.52
+
+# Standing height per puppet build, relative to an average adult.
+BUILD_HEIGHT = {"small": 0.62, "slim": 1.0, "average": 0.98, "stout": 0.97}
+# Side-view animals in standing heights: body length, height to the ears, saddle height.
+ANIMALS = {"donkey": (0.78, 0.7, 0.43), "horse": (1.1, 1.02, 0.66)}
+HUMAN_WIDTH = 0.32  # shoulder-to-elbow span of a standing figure, in standing heights
+# Prop size in standing heights of the figure (or of the front row for props on the ground).
+PROP_SCALE = {
+    "golden_egg": 0.13, "cauldron": 0.3, "fur_coat": 0.42, "coins": 0.1, "purse": 0.11, "tea_bowl": 0.08,
+    "whip": 0.38, "staff": 1.1, "sack": 0.3, "carpet": 0.62, "bundle": 0.16,
+}  # fmt: skip
+
+BEHIND_WORDS = (
+    "behind", "in the background", "at the back", "позади", "сзади", "за спиной", "за ним", "за ними",
+    "на заднем плане", "в глубине",
+)  # fmt: skip
+# Kazakh puts the word after the one stood behind, in the genitive: "Байдың артында".
+BEHIND_AFTER = ("артында", "артта", "арт жағында", "сыртында")
+_CLAUSE = re.compile(r"[.,;:!?()\u2014\u2013]")
+_GENITIVE = ("ның", "нің", "дың", "дің", "тың", "тің")
+
+
+def stage_story(story: Story, aspect: float = DEFAULT_ASPECT) -> list[Layout]:
     """Lay out every scene of the story."""
-    return [layout_scene(story, scene) for scene in story.scenes]
+    return [layout_scene(story, scene, aspect) for scene in story.scenes]
 
 
-def layout_scene(story: Story, scene) -> Layout:
-    raise NotImplementedError("staging: to be built")
+def layout_scene(story: Story, scene: Scene, aspect: float = DEFAULT_ASPECT) -> Layout:
+    """Place every character of one scene: position, scale, facing, pose keypoints and props."""
+    cast = [story.character(cid) for cid in scene.characters]
+    humans = [c for c in cast if not is_animal(c)]
+    key = (humans or cast or [None])[0]
+    mounts = _mounts(scene, cast)
+    behind = _behind(scene, cast, key.id if key else None)
+    stage = _Stage(story, scene, aspect, mounts, behind, key.id if key else None)
+
+    shot = scene.shot
+    if shot == Shot.close_up and key:
+        stage.close_up(key)
+    elif shot == Shot.over_the_shoulder and len(humans) >= 2:
+        stage.over_the_shoulder(key, next(c for c in humans if c.id != key.id))
+    elif shot == Shot.insert and stage.key_prop()[0] is not None:
+        stage.insert()
+    else:  # nobody to look over, nothing to show up close: a medium shot
+        shot = Shot.medium if shot in (Shot.over_the_shoulder, Shot.insert) else shot
+        stage.rows(shot)
+
+    framing = FRAMINGS[shot]
+    return Layout(
+        index=scene.index,
+        shot=shot,
+        angle=scene.angle,
+        setting=scene.setting,
+        time=scene.time,
+        horizon=min(0.85, max(0.15, framing.horizon + HORIZON_SHIFT[scene.angle])),
+        figures=stage.figures(),
+        props=stage.props,
+        aspect=aspect,
+        focus=key.id if key else None,
+    )
+
+
+def is_animal(character: Character) -> bool:
+    return character.kind in ANIMALS
+
+
+@dataclass
+class _Slot:
+    """A character's place before keypoints are computed."""
+
+    character: Character
+    x: float
+    ground: float
+    height: float  # standing height of an average adult at this depth
+    facing: int = 1
+    view: str = "front"
+    behind: bool = False
+    layer: int = 1  # drawing order: 0 back row, 1 front row, 2 foreground
+
+
+class _Stage:
+    """Working state while one scene is blocked out."""
+
+    def __init__(self, story: Story, scene: Scene, aspect: float, mounts: dict[str, str],
+                 behind: dict[str, str | None], key: str | None):
+        self.story, self.scene, self.aspect = story, scene, aspect
+        self.mounts, self.behind, self.key = mounts, behind, key
+        self.slots: dict[str, _Slot] = {}
+        self.props: list[PropPlacement] = []
+        self.pose_override: dict[str, str] = {}
+
+    # -- shot sizes ------------------------------------------------------------------------
+    def rows(self, shot: Shot) -> None:
+        """Establishing, wide and medium: a front row left to right, a back row behind it."""
+        framing = FRAMINGS[shot]
+        cast = [self.story.character(cid) for cid in self.scene.characters]
+        riders = set(self.mounts)
+        front = [c for c in cast if c.id not in self.behind and c.id not in riders]
+        back = [c for c in cast if c.id in self.behind and c.id not in riders]
+        if not front:
+            front, back = back, []
+        height, ground, gap = framing.height, framing.ground, framing.gap
+        widths = [self._width(c, height) for c in front]
+        room = 0.9
+        if len(front) > 1:
+            gap = max(0.02, min(gap, (room - sum(widths)) / (len(front) - 1)))
+        span = sum(widths) + gap * (len(front) - 1)
+        if span > room:  # too many to fit: everyone steps back
+            shrink = room / span
+            height *= shrink
+            widths, gap, span = [w * shrink for w in widths], gap * shrink, room
+        if shot == Shot.medium:  # cut at the knees: the tallest head (maybe a rider's) stays in frame
+            tallest = max((self._stature(c) for c in front), default=1.0)
+            ground = framing.ground - framing.height + tallest * height
+        x = 0.5 - span / 2
+        for c, w in zip(front, widths):
+            self.slots[c.id] = _Slot(c, x + w / 2, ground, height)
+            x += w + gap
+        self._face_each_other([self.slots[c.id] for c in front])
+        self._back_row(back, height, ground)
+        self._seat_riders()
+        self._ground_props(height, ground)
+
+    def close_up(self, key: Character) -> None:
+        """The key character's head and shoulders fill the frame; the others stand off-frame."""
+        framing = FRAMINGS[Shot.close_up]
+        height = framing.height
+        others = [c for c in (self.story.character(i) for i in self.scene.characters) if c.id != key.id]
+        order = self.scene.characters.index(key.id)
+        facing = 1 if not others or self.scene.characters.index(others[0].id) > order else -1
+        if is_animal(key):
+            height, ground = 1.6, 1.25
+        else:  # the face lands in the same place whatever the build or pose
+            ground = self._ground_for_nose(key, height, CLOSE_UP_NOSE)
+        self.slots[key.id] = _Slot(key, 0.5 - 0.06 * facing, ground, height, facing)
+        self._off_frame(others, key.id, height, framing.ground)
+
+    def over_the_shoulder(self, key: Character, near: Character) -> None:
+        """`near` seen from behind, large at one side; `key` faces the camera across from them."""
+        framing = FRAMINGS[Shot.over_the_shoulder]
+        left = self.scene.characters.index(near.id) < self.scene.characters.index(key.id)
+        side = -1 if left else 1  # where the near character stands
+        if not self.scene.direction(near.id).holds:  # a listener's back: arms down, out of the way
+            self.pose_override[near.id] = "stand"
+        near_height = 2.6
+        near_ground = self._ground_for_nose(near, near_height, OTS_NEAR_NOSE)
+        self.slots[near.id] = _Slot(near, 0.5 + side * 0.33, near_ground, near_height, -side, "back", layer=2)
+        key_ground = self._ground_for_nose(key, framing.height, OTS_KEY_NOSE)
+        self.slots[key.id] = _Slot(key, 0.5 - side * 0.14, key_ground, framing.height, side)
+        rest = [self.story.character(c) for c in self.scene.characters if c not in (near.id, key.id)]
+        back_height = framing.height * BACK_ROW_SCALE
+        for n, c in enumerate(rest):
+            x = 0.5 - side * (0.36 + 0.1 * n)
+            self.slots[c.id] = _Slot(c, x, framing.ground - 0.22, back_height, side, behind=True, layer=0)
+        self._seat_riders()
+
+    def _ground_for_nose(self, c: Character, height: float, nose_y: float) -> float:
+        """The ground line that puts this character's nose at `nose_y` in their pose and build."""
+        nose_up = POSES[self._pose(c.id)][K["Nose"]][1]
+        return nose_y + nose_up * height * BUILD_HEIGHT.get(c.build, 1.0)
+
+    def insert(self) -> None:
+        """The key prop large in the middle of the frame, in the hands of whoever holds it."""
+        name, holder = self.key_prop()
+        cast = [self.story.character(c) for c in self.scene.characters]
+        kind = resolve_prop(name)
+        framing = FRAMINGS[Shot.insert]
+        if holder is not None:
+            self.pose_override[holder.id] = "hold"
+            grip_x = sum(p[0] for p in _grip_points("hold")) / 2
+            height = framing.height
+            x = 0.5 - grip_x * height / self.aspect
+            grip_y = sum(p[1] for p in _grip_points("hold")) / 2
+            ground = 0.6 + grip_y * height
+            self.slots[holder.id] = _Slot(holder, x, ground, height, 1, layer=1)
+            self.props.append(PropPlacement(name=name, kind=kind, x=0.5, y=0.56, size=0.42, holder=holder.id,
+                                            grip="both"))
+        else:
+            self.props.append(PropPlacement(name=name, kind=kind, x=0.5, y=0.58, size=0.5))
+        others = [c for c in cast if holder is None or c.id != holder.id]
+        self._off_frame(others, holder.id if holder else None, framing.height, framing.ground)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _stature(self, c: Character) -> float:
+        """Top of a front-row slot in standing heights: a rider sits on the saddle."""
+        if not is_animal(c):
+            return 1.0
+        _, tall, saddle = ANIMALS[c.kind]
+        return saddle + 0.53 if c.id in self.mounts.values() else tall
+
+    def _width(self, c: Character, height: float) -> float:
+        length = ANIMALS[c.kind][0] if is_animal(c) else HUMAN_WIDTH
+        return length * height / self.aspect
+
+    def _face_each_other(self, slots: list[_Slot]) -> None:
+        """Face the others; a party that is all on the move travels left to right together."""
+        moving = [self._pose(s.character.id) in ("walk", "run") or s.character.id in self.mounts.values()
+                  or s.character.id in self.mounts for s in slots]
+        if slots and all(moving):
+            for s in slots:
+                s.facing = 1
+            return
+        for s in slots:
+            others = [o.x for o in slots if o is not s]
+            if others:
+                centre = sum(others) / len(others)
+                s.facing = 1 if centre >= s.x else -1
+            elif self._pose(s.character.id) in ("walk", "run") or s.character.id in self.mounts.values():
+                s.facing = 1
+            else:
+                s.facing = 1 if s.x <= 0.5 else -1
+
+    def _back_row(self, back: list[Character], height: float, ground: float) -> None:
+        """Smaller and higher on screen, flanking the one they stand behind."""
+        if not back:
+            return
+        eye_line = ground - CAMERA_HEIGHT[self.scene.angle] * height
+        back_ground = eye_line + (ground - eye_line) * BACK_ROW_SCALE
+        front = [s for s in self.slots.values() if not s.behind]
+        offsets = [1.1, -1.1, 2.2, -2.2, 3.3, -3.3]  # in figure widths, flanking the anchor
+        width = HUMAN_WIDTH * height / self.aspect
+        groups: dict[str | None, int] = {}
+        for c in back:
+            ref = self.behind.get(c.id)
+            anchor = self.slots[ref].x if ref in self.slots else (front[-1].x if front else 0.5)
+            n = groups.get(ref, 0)
+            groups[ref] = n + 1
+            x = min(0.92, max(0.08, anchor + offsets[n % len(offsets)] * width))
+            focus = self.slots.get(ref) or self.slots.get(self.key) or (front[0] if front else None)
+            facing = 1 if focus is None or focus.x >= x else -1
+            self.slots[c.id] = _Slot(c, x, back_ground, height * BACK_ROW_SCALE, facing, behind=True, layer=0)
+
+    def _seat_riders(self) -> None:
+        """Riders without a place of their own take their animal's; a framed rider dismounts."""
+        for rider_id, animal_id in list(self.mounts.items()):
+            animal = self.slots.get(animal_id)
+            if rider_id in self.slots and self.slots[rider_id].layer != 0:
+                del self.mounts[rider_id]
+                self.pose_override[rider_id] = "stand"
+                continue
+            if animal is None:
+                continue
+            rider = self.story.character(rider_id)
+            self.slots[rider_id] = _Slot(rider, animal.x, animal.ground, animal.height, animal.facing,
+                                         behind=animal.behind, layer=animal.layer)
+
+    def _off_frame(self, others: list[Character], anchor: str | None, height: float, ground: float) -> None:
+        """Characters out of shot still get a (fully hidden) figure, on their side of the key."""
+        order = self.scene.characters
+        anchor_at = order.index(anchor) if anchor in order else len(order)
+        for n, c in enumerate(others):
+            side = -1 if order.index(c.id) < anchor_at else 1
+            self.slots[c.id] = _Slot(c, 0.5 + side * (1.8 + 0.5 * n), ground, height, -side, layer=0)
+        self._seat_riders()
+
+    def key_prop(self) -> tuple[str | None, Character | None]:
+        """The prop an insert shows: the scene's first prop, else the first thing held."""
+        held = [(cid, self.scene.direction(cid).holds) for cid in self.scene.characters]
+        held = [(cid, h) for cid, h in held if h]
+        if self.scene.props:
+            name = self.scene.props[0]
+            kind = resolve_prop(name)
+            holder = next((cid for cid, h in held if resolve_prop(h) == kind), None)
+        elif held:
+            holder, name = held[0]
+        else:
+            return None, None
+        return name, (self.story.character(holder) if holder else None)
+
+    def _ground_props(self, height: float, ground: float) -> None:
+        """Props nobody holds rest on the ground between the first two figures (or beside one).
+
+        When the shot cuts the figures above the feet, they sit in the foreground at the bottom
+        edge instead, so the prop the story needs is still in the frame.
+        """
+        held = {resolve_prop(self.scene.direction(c).holds) for c in self.scene.characters
+                if self.scene.direction(c).holds}
+        loose = [p for p in self.scene.props if resolve_prop(p) not in held]
+        front = sorted((s for s in self.slots.values() if not s.behind and s.character.id not in self.mounts),
+                       key=lambda s: s.x)
+        step = 0.3 * height / self.aspect
+        if len(front) >= 2:
+            base = (front[0].x + front[1].x) / 2
+        elif front:
+            base = front[0].x + front[0].facing * step * 1.2
+        else:
+            base = 0.5
+        for n, name in enumerate(loose):
+            kind = resolve_prop(name)
+            size = PROP_SCALE[kind] * height
+            x, y = base + (n - (len(loose) - 1) / 2) * step, ground - size / 2
+            if kind == "carpet" and front:
+                size = min(2.2, (front[-1].x - front[0].x) * self.aspect + 0.8 * height)
+                x, y = (front[0].x + front[-1].x) / 2, ground
+            elif ground > 1.0:
+                y = 1.0 - size * 0.3
+            self.props.append(PropPlacement(name=name, kind=kind, x=_r(x), y=_r(y), size=_r(size)))
+
+    def _pose(self, cid: str) -> str:
+        return self.pose_override.get(cid) or resolve_pose(self.scene.direction(cid).pose)
+
+    # -- output ------------------------------------------------------------------------------
+    def figures(self) -> list[Figure]:
+        """Figures in drawing order (back row, animals, riders, front, foreground), with props."""
+        out = []
+        order = sorted(self.slots.values(), key=lambda s: (s.layer, s.character.id in self.mounts, s.x))
+        for s in order:
+            figure = self._figure(s)
+            out.append(figure)
+            holds = self.scene.direction(s.character.id).holds
+            if holds and figure.keypoints and not any(p.holder == figure.id for p in self.props):
+                grip = _grip_xy(figure)
+                size = PROP_SCALE[resolve_prop(holds)] * figure.height
+                self.props.append(PropPlacement(name=holds, kind=resolve_prop(holds), x=round(grip[0], 5),
+                                                y=round(grip[1], 5), size=round(size, 5), holder=figure.id,
+                                                grip="both" if GRIP.get(figure.pose) == "both" else "one"))
+        return out
+
+    def _figure(self, s: _Slot) -> Figure:
+        c, aspect = s.character, self.aspect
+        direction = self.scene.direction(c.id)
+        pose = self._pose(c.id)
+        if is_animal(c):
+            length, tall, _ = ANIMALS[c.kind]
+            w, h = length * s.height / aspect, tall * s.height
+            ridden = c.id in self.mounts.values()
+            return Figure(id=c.id, kind=c.kind, x=_r(s.x), ground=_r(s.ground), height=_r(h), facing=s.facing,
+                          pose="walk" if ridden or pose in ("walk", "run") else "stand", emotion=direction.emotion,
+                          box=_box(s.x - w / 2, s.ground - h, s.x + w / 2, s.ground), behind=s.behind)
+        height = s.height * BUILD_HEIGHT.get(c.build, 1.0)
+        ground, x = s.ground, s.x
+        mount = self.mounts.get(c.id)
+        if mount:
+            _, _, saddle = ANIMALS[self.story.character(mount).kind]
+            pose = "ride"
+            hips = 0.5 * height
+            ground = s.ground - saddle * s.height + hips - 0.03 * height
+            x = s.x - s.facing * 0.06 * s.height / aspect
+        keypoints = place(pose, x, ground, height, s.facing, aspect, s.view)
+        xs = [p[0] for p in keypoints]
+        ys = [p[1] for p in keypoints]
+        pad = 0.07 * height / aspect
+        return Figure(id=c.id, kind=c.kind, x=_r(x), ground=_r(ground), height=_r(height), facing=s.facing,
+                      pose=pose, emotion=direction.emotion, holds=direction.holds, keypoints=keypoints,
+                      box=_box(min(xs) - pad, min(ys) - 0.16 * height, max(xs) + pad, max(ys) + 0.01 * height),
+                      view=s.view, behind=s.behind, mount=mount)
+
+
+def _grip_points(pose: str) -> list[tuple[float, float]]:
+    """Unit-space wrist positions that hold a prop in a right-facing pose."""
+    grip = GRIP.get(pose, "R")
+    points = POSES[pose]
+    names = ["RWrist", "LWrist"] if grip == "both" else [f"{grip}Wrist"]
+    return [points[K[n]][:2] for n in names]
+
+
+def _grip_xy(figure: Figure) -> tuple[float, float]:
+    """Where a figure's hands hold a prop, in frame coordinates."""
+    grip = GRIP.get(figure.pose, "R")
+    if grip == "both":
+        pts = [figure.keypoints[K["RWrist"]], figure.keypoints[K["LWrist"]]]
+    else:
+        side = grip if figure.facing >= 0 else ("L" if grip == "R" else "R")
+        pts = [figure.keypoints[K[f"{side}Wrist"]]]
+    return sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
+
+
+def _mounts(scene: Scene, cast: list[Character]) -> dict[str, str]:
+    """Rider id → animal id for every human whose pose is 'ride' while an animal is present."""
+    animals = [c.id for c in cast if is_animal(c)]
+    mounts = {}
+    for c in cast:
+        if not is_animal(c) and resolve_pose(scene.direction(c.id).pose) == "ride" and animals:
+            mounts[c.id] = animals.pop(0)
+    return mounts
+
+
+def _terms(c: Character) -> list[str]:
+    names = [c.name, *c.names.values()]
+    terms = [a.lower() for a in c.aliases]
+    terms += [n.lower().removeprefix("the ") for n in names]
+    return [t for t in terms if t]
+
+
+def _mentions(tokens: list[str], text: str, c: Character) -> list[int]:
+    """Token positions where the clause names a character (an alias, its stem, or its full name)."""
+    hits = []
+    for term in _terms(c):
+        if " " in term:
+            if term in text:
+                first = term.split()[0]
+                hits += [i for i, t in enumerate(tokens) if t == first]
+            continue
+        # Inflected forms: слуга → слугами, бай → байдың, қызметші → қызметшілер (long stems take longer endings).
+        stem = term[:-1] if len(term) >= 5 else term
+        ending = 5 if len(term) >= 5 else 3
+        hits += [i for i, t in enumerate(tokens) if t == term or (t.startswith(stem) and len(t) - len(stem) <= ending)]
+    return sorted(set(hits))
+
+
+def _behind(scene: Scene, cast: list[Character], key: str | None) -> dict[str, str | None]:
+    """Characters the action puts behind someone: id → the one they stand behind (or None).
+
+    "X stands behind" / "X позади" / "behind Y stands X" / "Y-дың артында X": X is behind, Y is
+    the reference. Characters with the same role as one behind (the two servants) join them.
+    """
+    out: dict[str, str | None] = {}
+    for clause in _CLAUSE.split(scene.action.lower()):
+        before = [w for w in BEHIND_WORDS if w in clause]
+        after = [w for w in BEHIND_AFTER if w in clause]
+        if not before and not after:
+            continue
+        tokens = re.findall(r"\w+", clause)
+        cue_at = [i for i, t in enumerate(tokens) if any(t == w.split()[0] for w in before)]
+        post_at = [i for i, t in enumerate(tokens) if any(t == w.split()[0] for w in after)]
+        mentioned = {c.id: _mentions(tokens, clause, c) for c in cast}
+        refs = set()
+        for cid, hits in mentioned.items():
+            for h in hits:
+                named_after = any(0 < h - i <= 3 for i in cue_at)  # "behind the Bai", "позади Бая"
+                named_before = any(i - h == 1 and tokens[h].endswith(_GENITIVE) for i in post_at)
+                if named_after or named_before:
+                    refs.add(cid)
+        ref = next(iter(sorted(refs, key=lambda r: scene.characters.index(r))), None) if refs else None
+        for cid, hits in mentioned.items():
+            if hits and cid not in refs:
+                out[cid] = ref
+    for c in cast:  # the rest of a group ("the servants")
+        if c.id not in out:
+            mate = next((o for o in cast if o.id in out and o.role and o.role == c.role), None)
+            if mate:
+                out[c.id] = out[mate.id]
+    if key in out and len(out) == len(cast):
+        return {}
+    return {cid: ref for cid, ref in out.items() if cid != key or ref is not None}
+
+
+def _r(v: float) -> float:
+    return round(v, 5)
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+    return (_r(x0), _r(y0), _r(x1), _r(y1))

@@ -1,0 +1,15 @@
+"""Previz drawing kit: puppets, animals, props and backgrounds as flat-vector SVG.
+
+`autokose.render.previz.PrevizRenderer` assembles these into frames. Every drawing is a pure
+function of the layout and the character bible, so the same board gives byte-identical SVG.
+
+    vocabulary   setting and prop words (ru/kk/en) → what previz can draw
+    designs      one puppet design per character, read from the bible
+    heads        hats, faces, beards, expressions (canonical head space)
+    puppets      human figures drawn along the OpenPose keypoints
+    animals      side-view donkey and horse
+    props        golden egg, kazan, fur coat, coins, purse, kese, whip, staff, sack, carpet
+    backgrounds  steppe, road, mountains, aul, river, bazaar, courtyard, yurt interior × time of day
+    demo         a hand-built 8-scene board for tests and benchmarks
+    svg          small SVG and geometry helpers
+"""
