@@ -209,7 +209,8 @@ def test_changed_candidate_file_is_rendered_again(tmp_path):
 
 def test_plain_render_writes_no_candidates(tmp_path):
     story = make_story(2)
-    meta, renderer = run_loop(tmp_path, story, scorer=None)
+    renderer = SeedRenderer()
+    meta = render_frames(renderer, story, layouts_for(story), [1, 2], Board(tmp_path), RunConfig(), lambda *a: None)
     assert len(renderer.calls) == 1 and not (tmp_path / "candidates").exists()
     assert "candidates" not in meta["01"] and meta["01"]["seed"] == 101
 

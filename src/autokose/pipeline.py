@@ -141,10 +141,22 @@ def write_controls(board: Board, layouts, width: int, height: int, progress: Pro
 
 def render_frames(renderer, story: Story, layouts, indices: list[int], board: Board,
                   cfg: RunConfig, progress: Progress) -> dict:
-    """Render `indices` through the quality loop (best-of-K, re-rolls, picks): `autokose.score.loop`."""
-    from autokose.score.loop import render_frames as render_candidates
+    """Render `indices`, writing each frame as soon as it exists (so a killed run can resume).
 
-    return render_candidates(renderer, story, layouts, indices, board, cfg, progress)
+    Best-of-K, re-rolls and picks go through the quality loop (`autokose.score.loop`).
+    """
+    q = cfg.quality
+    if q.best_of > 1 or q.min_identity is not None or any(i in indices for i in q.picks):
+        from autokose.score.loop import render_frames as quality_loop
+
+        return quality_loop(renderer, story, layouts, indices, board, cfg, progress)
+    meta = {}
+    t0 = time.perf_counter()
+    for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
+        meta[f"{frame.index:02d}"] = write_frame(board, frame, time.perf_counter() - t0)
+        progress("render", n, len(indices))
+        t0 = time.perf_counter()
+    return meta
 
 
 def write_frame(board: Board, frame, seconds: float) -> dict:

@@ -196,16 +196,13 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
                   *, scorer: Scorer | None = None) -> dict:
     """Render `indices` and write frames/NN.png; returns the manifest's `frames` entries.
 
-    With `--best-of 1`, no `--min-identity` and no picks this is a plain render: each frame is
-    written as soon as it exists. Otherwise candidates go through the quality loop; `scorer`
-    defaults to `IdentityScorer` (face identity against references, CLIP fallback).
+    Candidates go through the quality loop; `scorer` defaults to `IdentityScorer` (face
+    identity against references, CLIP fallback).
     """
     from autokose.pipeline import write_frame
 
     quality = cfg.quality
     picks = {i: k for i, k in quality.picks.items() if i in indices}
-    if quality.best_of == 1 and quality.min_identity is None and not picks:
-        return _render_plain(renderer, story, layouts, indices, board, progress, write_frame)
     auto = [i for i in indices if i not in picks]
     scoring = bool(auto) and (quality.best_of > 1 or quality.min_identity is not None)
     if scorer is None and scoring:
@@ -257,14 +254,3 @@ def _why(index: int, cand: Candidate, picks: dict, scoring: bool, threshold: flo
     if threshold is not None and cand.score < threshold:
         text += f"; still below --min-identity {threshold}"
     return text
-
-
-def _render_plain(renderer, story, layouts, indices, board, progress, write_frame) -> dict:
-    """Render `indices`, write each frame as soon as it exists (so a killed run can resume)."""
-    meta = {}
-    t0 = time.perf_counter()
-    for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
-        meta[f"{frame.index:02d}"] = write_frame(board, frame, time.perf_counter() - t0)
-        progress("render", n, len(indices))
-        t0 = time.perf_counter()
-    return meta
