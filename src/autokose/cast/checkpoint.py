@@ -1,0 +1,144 @@
+"""Training checkpoints that survive `kill -9`: safetensors + JSON, written to a temp folder and renamed.
+
+    checkpoints/step-000100/
+        weights.safetensors   the trainable (LoRA) parameters, fp32, by parameter name
+        state.safetensors     tensors of the optimizer, LR scheduler and grad scaler states
+        state.json            everything else: step, those states' non-tensor parts, extras
+
+Nested states (`optimizer.state_dict()` and friends) are split into tensors and JSON by
+`flatten`, so loading never unpickles anything. A folder is complete once renamed from its
+temp name, so a run killed mid-write leaves only an ignorable `.tmp-*` folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from autokose.errors import InputError
+
+FOLDER = "checkpoints"
+_NAME = re.compile(r"^step-(\d{6,})$")
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    weights: dict[str, torch.Tensor]
+    states: dict = field(default_factory=dict)  # name → nested state dict (optimizer, scheduler, scaler)
+    extra: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+# --------------------------------------------------------------------------- nested state ⇄ tensors + JSON
+def flatten(obj, tensors: dict[str, torch.Tensor], path: str = "s"):
+    """`obj` as JSON, with each tensor moved into `tensors` under its path."""
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().to("cpu").clone().contiguous()
+        return {"__tensor__": path}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, flatten(v, tensors, f"{path}/{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [flatten(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [flatten(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__} at {path}")
+
+
+def unflatten(obj, tensors: dict[str, torch.Tensor]):
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(unflatten(v, tensors) for v in obj["__tuple__"])
+        return {k: unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unflatten(v, tensors) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- save / find / load
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return Path(out) / FOLDER / f"step-{step:06d}"
+
+
+def save_checkpoint(out: Path, step: int, weights: dict[str, torch.Tensor], states: dict, extra: dict) -> Path:
+    """Write checkpoint `step` under `out/checkpoints/` atomically (temp folder, then rename)."""
+    from safetensors.torch import save_file
+
+    final = checkpoint_dir(out, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in weights.items()},
+                  str(tmp / "weights.safetensors"))
+        tensors: dict[str, torch.Tensor] = {}
+        flat = flatten(states, tensors)
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "states": flat, "extra": extra}), encoding="utf-8")
+        for f in tmp.iterdir():  # on disk before the rename makes the folder count
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():  # a rerun reached the same step: replace it
+            old = final.parent / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first (temp folders of interrupted writes are left out)."""
+    root = Path(out) / FOLDER
+    found = []
+    for d in root.iterdir() if root.is_dir() else []:
+        if (m := _NAME.match(d.name)) and (d / "state.json").is_file():
+            found.append((int(m[1]), d))
+    return sorted(found)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = list_checkpoints(out)
+    return found[-1][1] if found else None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        weights = load_file(str(path / "weights.safetensors"))
+        tensors = load_file(str(path / "state.safetensors"))
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: unreadable checkpoint ({e}); delete it to resume from an earlier one") from None
+    return Checkpoint(step=int(meta["step"]), weights=weights, states=unflatten(meta["states"], tensors),
+                      extra=meta.get("extra", {}), path=path)
+
+
+def prune_checkpoints(out: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints; remove older ones and stale temp folders."""
+    root = Path(out) / FOLDER
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        if d.name.startswith((".tmp-", ".old-")) and not d.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(d, ignore_errors=True)
+    found = list_checkpoints(out)
+    for _, d in found[: max(0, len(found) - keep)]:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,170 @@
+"""`autokose character ...`: train a character's LoRA from reference images, inspect its card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and inspect character identity assets.")
+
+
+@app.command()
+def train(
+    character: Annotated[str, typer.Argument(help="Character id from the bible (aldar, bai, ...) or a new id.")],
+    images: Annotated[Path, typer.Option(help="Folder of 10–15 reference images (name.txt beside an image is its caption).")],
+    model: Annotated[str, typer.Option(help="Base SD 1.5/SDXL model: HF repo id, diffusers folder or .safetensors file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: characters/<id>).")] = None,
+    characters: Annotated[Optional[Path], typer.Option(help="Character bible YAML that overrides/extends the built-in cast.")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="Rare token for the character (default: the bible's, e.g. aldarkose).")] = None,
+    caption: Annotated[Optional[str], typer.Option(help="Caption template: {trigger}, {appearance}, {name}.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 500,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha (default: the rank).")] = None,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.")] = 1e-4,
+    text_encoder_lr: Annotated[Optional[float], typer.Option(help="Text-encoder LoRA learning rate (default: --lr).")] = None,
+    lr_scheduler: Annotated[str, typer.Option(help="constant, constant_with_warmup, linear, cosine, ...")] = "constant",
+    lr_warmup_steps: Annotated[int, typer.Option(help="Warm-up steps.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 1,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    resolution: Annotated[Optional[int], typer.Option(help="Training resolution (default: 512 SD 1.5, 1024 SDXL).")] = None,
+    train_text_encoder: Annotated[bool, typer.Option(help="Also train a LoRA on the text encoder(s).")] = False,
+    mixed_precision: Annotated[str, typer.Option(help="auto, no, fp16 or bf16 (auto: bf16/fp16 on GPU, no on CPU).")] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade speed for memory (8–12 GB cards).")] = False,
+    adam_8bit: Annotated[bool, typer.Option("--adam-8bit", help="8-bit AdamW (needs bitsandbytes).")] = False,
+    snr_gamma: Annotated[Optional[float], typer.Option(help="Min-SNR loss weighting gamma (5.0 recommended).")] = None,
+    noise_offset: Annotated[float, typer.Option(help="Noise offset (0.05–0.1 helps very dark/bright images).")] = 0.0,
+    flip: Annotated[bool, typer.Option(help="Random horizontal flips (off: characters are asymmetric).")] = False,
+    class_images: Annotated[Optional[Path], typer.Option(help="Class images folder: turns on prior preservation.")] = None,
+    class_prompt: Annotated[Optional[str], typer.Option(help="Caption of the class images, e.g. 'a photo of a man'.")] = None,
+    num_class_images: Annotated[int, typer.Option(help="Generate class images with the base model up to this many.")] = 0,
+    prior_loss_weight: Annotated[float, typer.Option(help="Weight of the prior-preservation loss.")] = 1.0,
+    checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps (0: never).")] = 100,
+    keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints to keep.")] = 2,
+    validation_every: Annotated[int, typer.Option(help="Validation images every N steps (0: only at the end).")] = 0,
+    validation_prompt: Annotated[Optional[list[str]], typer.Option(help="Validation prompt (repeatable; default: from the bible).")] = None,
+    validation_steps: Annotated[int, typer.Option(help="Denoising steps for validation images.")] = 25,
+    validate: Annotated[bool, typer.Option(help="Render validation images.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for everything random in training.")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cuda, cpu or mps (default: best available).")] = None,
+    vae: Annotated[Optional[str], typer.Option(help="Separate VAE (HF id, folder or file).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="Diffusers config folder for a single-file --model.")] = None,
+    sdxl: Annotated[Optional[bool], typer.Option("--sdxl/--sd15", help="Architecture (default: detected).")] = None,
+    min_side: Annotated[Optional[int], typer.Option(help="Skip images whose short side is smaller (default: resolution/2).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its last checkpoint.")] = False,
+    force: Annotated[bool, typer.Option(help="Start over in a non-empty OUT (removes only training outputs).")] = False,
+) -> None:
+    """Train CHARACTER's identity LoRA (DreamBooth) from reference images; writes LoRA files and card.json."""
+    from autokose.bible import load_bible
+    from autokose.cli import console, fail, user_errors
+    from autokose.story import Character
+
+    with user_errors():
+        bible = load_bible(characters)
+        if character in bible:
+            entry = bible[character]
+        elif trigger:
+            entry = Character(id=character, name=character, trigger=trigger)
+        else:
+            fail(f"unknown character '{character}' (known: {', '.join(bible.characters)}); "
+                 "give --trigger to train a new one")
+        from autokose.cast.train import config_for, train_character
+
+        out = out or Path("characters") / character
+        cfg = config_for(
+            entry, trigger=trigger, caption=caption, images=str(_absolute(images)), model=_model_spec(model),
+            out=str(out), vae=_model_spec(vae) if vae else None, base_config=str(_absolute(Path(config))) if config else None,
+            sdxl=sdxl, resolution=resolution, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+            learning_rate=learning_rate, text_encoder_lr=text_encoder_lr, lr_scheduler=lr_scheduler,
+            lr_warmup_steps=lr_warmup_steps, rank=rank, alpha=alpha, train_text_encoder=train_text_encoder,
+            mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing, adam_8bit=adam_8bit,
+            snr_gamma=snr_gamma, noise_offset=noise_offset, flip=flip,
+            class_images=str(_absolute(class_images)) if class_images else None, class_prompt=class_prompt,
+            num_class_images=num_class_images, prior_loss_weight=prior_loss_weight,
+            checkpoint_every=checkpoint_every, checkpoints_total_limit=keep_checkpoints, render_validation=validate,
+            validation_every=validation_every, validation_prompts=validation_prompt or [],
+            validation_steps=validation_steps, seed=seed, device=device, min_side=min_side,
+        )
+        with _training_progress(console, steps) as (on_step, log):
+            result = train_character(cfg, resume=resume, force=force, on_step=on_step, log=log)
+    console.print(f"[green]character trained:[/] {result.card}  ({result.steps} steps, "
+                  f"final loss {result.final_loss}, {result.seconds:.0f} s)", highlight=False)
+    console.print(f"use it: add `card: {result.card}` to {character}'s entry in your --characters YAML", highlight=False)
+
+
+@app.command()
+def show(
+    card: Annotated[Path, typer.Argument(help="card.json, or the character folder that holds it.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
+) -> None:
+    """Summarise a trained character's card."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from autokose.cast import load_card
+    from autokose.cast.card import CARD_NAME, card_summary, dump
+    from autokose.cli import user_errors
+
+    path = card / CARD_NAME if card.is_dir() else card
+    with user_errors():
+        data = load_card(path)
+    if json_:
+        typer.echo(dump(data))
+        return
+    table = Table(show_header=False)
+    for label, value in card_summary(data):
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+def _absolute(path: Path) -> Path:
+    return path.expanduser().resolve()
+
+
+def _model_spec(spec: str) -> str:
+    """Local paths become absolute (so --resume from elsewhere agrees); repo ids stay as they are."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+class _training_progress:
+    """A rich bar with loss and ETA on a terminal; plain log lines (every ~5%) otherwise."""
+
+    def __init__(self, console, steps: int):
+        self.console = console
+        self.steps = steps
+
+    def __enter__(self):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=self.console, disable=not self.console.is_terminal)
+        self.bar.__enter__()
+        self.task = None
+        every = max(1, self.steps // 20)
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            if self.task is None:
+                self.task = self.bar.add_task("training", total=total, completed=step - 1, loss=loss)
+            self.bar.update(self.task, completed=step, total=total, loss=loss)
+
+        def log(message: str) -> None:
+            if message.startswith("step "):
+                step = int(message.split()[1].split("/")[0])
+                if self.console.is_terminal or (step % every and step != self.steps):
+                    return
+            self.bar.console.print(message, highlight=False, markup=False)
+
+        return on_step, log
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
