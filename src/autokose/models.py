@@ -1,0 +1,336 @@
+"""Load Stable Diffusion checkpoints from wherever users keep them (shared by render and training).
+
+A `model` is one of:
+
+- a Hugging Face repo id (`stable-diffusion-v1-5/stable-diffusion-v1-5`): read from the local
+  HF cache when `HF_HUB_OFFLINE=1`, downloaded otherwise;
+- a local diffusers folder (with `model_index.json`);
+- a single `.safetensors` file in the original LDM layout (Civitai style). Its pipeline layout
+  comes from a diffusers *config folder* (configs and tokenizers, no weights): by default the
+  one shipped for the detected architecture, `config_dir("sd15" | "sdxl")`, or `config=`.
+
+The architecture (SD 1.5 family or SDXL) is read from `model_index.json` or, for single files,
+from the state-dict keys, so one code path serves both. Weights are read from safetensors
+only; pickled `.ckpt`/`.bin`/`.pt` files are refused, never unpickled.
+
+Public API
+    config_dir(arch) -> Path
+    detect_arch(model, config=None) -> "sd15" | "sdxl"
+    resolve_device(device) -> str;  resolve_dtype(dtype, device) -> torch.dtype
+    load_pipeline(model, *, sdxl, vae, config, controlnet, dtype, device) -> diffusers pipeline
+    load_vae(spec, *, arch, dtype) -> AutoencoderKL
+    load_controlnet(spec, *, dtype) -> ControlNetModel
+    load_components(model, *, sdxl, vae, config, dtype) -> Components  (for LoRA training:
+        unet, vae, text encoders, tokenizers and a DDPM noise scheduler with the model's config)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from autokose.errors import InputError
+
+ARCHS = ("sd15", "sdxl")
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+# Keys only an SDXL checkpoint has: the second (OpenCLIP bigG) text encoder, in LDM or diffusers naming.
+_SDXL_KEY_PREFIXES = ("conditioner.embedders.1.", "text_encoder_2.", "te2_text_model.")
+
+
+def config_dir(arch: str) -> Path:
+    """The shipped diffusers config folder (configs + tokenizers, no weights) for `arch`."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r} (expected one of {ARCHS})")
+    return Path(str(resources.files("autokose").joinpath("data", "models", arch)))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def looks_like_repo_id(spec: str) -> bool:
+    return bool(_REPO_ID.match(spec)) and not Path(spec).exists()
+
+
+def how_to_get(repo_id: str) -> str:
+    return (f"run `huggingface-cli download {repo_id}` on a connected machine (then copy ~/.cache/huggingface), "
+            "or point the option at a local diffusers folder or .safetensors file")
+
+
+def check_weights_file(path: Path) -> Path:
+    """Refuse pickled weight files: loading them would run arbitrary code."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InputError(f"{path}: pickled weights ({path.suffix}) are refused because loading them can run code; "
+                         "convert the file to .safetensors")
+    if path.suffix.lower() != ".safetensors":
+        raise InputError(f"{path}: expected a .safetensors file")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    return path
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return list(f.keys())
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+# --------------------------------------------------------------------------- devices and dtypes
+def resolve_device(device: str | None = None) -> str:
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"--device {device}: CUDA is not available on this machine")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise InputError("--device mps: MPS is not available on this machine")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: Any = None, device: str = "cpu"):
+    """fp16 on accelerators and fp32 on CPU unless asked otherwise."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.float32 if device == "cpu" else torch.float16
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float32": torch.float32, "fp32": torch.float32, "float": torch.float32}
+    try:
+        return names[str(dtype).lower()]
+    except KeyError:
+        raise InputError(f"--dtype {dtype}: expected float16, bfloat16 or float32") from None
+
+
+# --------------------------------------------------------------------------- what a spec points to
+@dataclass(frozen=True)
+class Source:
+    """Where a model spec points: `kind` is 'file', 'folder' or 'hub'."""
+
+    kind: str
+    location: str
+
+
+def locate(spec: str, what: str = "model") -> Source:
+    """Classify a user's spec; fail early with a message naming what was looked for."""
+    spec = str(spec).strip()
+    if not spec:
+        raise InputError(f"--{what}: empty")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        check_weights_file(path)
+        return Source("file", str(path))
+    if path.is_dir():
+        return Source("folder", str(path))
+    if path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or spec.startswith((".", "/", "~")):
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            check_weights_file(path)
+        raise InputError(f"--{what} {spec}: no such file or folder")
+    if looks_like_repo_id(spec):
+        return Source("hub", spec)
+    raise InputError(f"--{what} {spec}: no such file or folder, and not a Hugging Face repo id (owner/name)")
+
+
+def hub_file(repo_id: str, filename: str, *, subfolder: str | None = None, what: str = "model") -> Path:
+    """A file of a hub repo from the cache (or downloaded when online); InputError when missing."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, subfolder=subfolder, local_files_only=hub_offline()))
+    except Exception as e:  # LocalEntryNotFoundError, EntryNotFoundError, RepositoryNotFoundError, HTTP errors
+        where = f"{subfolder}/{filename}" if subfolder else filename
+        state = "not in the local Hugging Face cache (offline)" if hub_offline() else f"could not be fetched ({type(e).__name__})"
+        raise InputError(f"--{what} {repo_id}: {where} {state}; {how_to_get(repo_id)}") from None
+
+
+def _model_index(source: Source) -> dict:
+    if source.kind == "folder":
+        index = Path(source.location) / "model_index.json"
+        if not index.is_file():
+            raise InputError(f"--model {source.location}: not a diffusers folder (no model_index.json); "
+                             "give a diffusers pipeline folder, a .safetensors file or a repo id")
+    else:
+        index = hub_file(source.location, "model_index.json")
+    try:
+        return json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{index}: unreadable model_index.json ({e})") from None
+
+
+def arch_of_keys(keys) -> str:
+    return "sdxl" if any(k.startswith(_SDXL_KEY_PREFIXES) for k in keys) else "sd15"
+
+
+def detect_arch(model: str, config: str | None = None) -> str:
+    """'sdxl' or 'sd15' from the folder's model_index.json or the single file's keys."""
+    source = locate(model)
+    if source.kind == "file":
+        return arch_of_keys(safetensors_keys(Path(source.location)))
+    index = _model_index(source)
+    return "sdxl" if ("text_encoder_2" in index or "XL" in index.get("_class_name", "")) else "sd15"
+
+
+def _pipeline_class(arch: str, controlnet: bool):
+    import diffusers
+
+    name = {("sd15", False): "StableDiffusionPipeline", ("sd15", True): "StableDiffusionControlNetPipeline",
+            ("sdxl", False): "StableDiffusionXLPipeline", ("sdxl", True): "StableDiffusionXLControlNetPipeline"}
+    return getattr(diffusers, name[arch, controlnet])
+
+
+def _hub_error(repo_id: str, what: str, e: Exception) -> InputError:
+    if hub_offline():
+        return InputError(f"--{what} {repo_id}: not found in the local Hugging Face cache (offline); {how_to_get(repo_id)}")
+    return InputError(f"--{what} {repo_id}: could not be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                      f"{how_to_get(repo_id)}")
+
+
+# --------------------------------------------------------------------------- loaders
+def load_vae(spec: str, *, arch: str = "sd15", dtype=None, config: str | None = None):
+    """A separate VAE: HF id, diffusers folder (a VAE folder or a pipeline folder with vae/) or single file.
+
+    A single file takes its layout from `config`/vae (a diffusers pipeline or config folder;
+    default: the shipped one for `arch`).
+    """
+    from diffusers import AutoencoderKL
+
+    source = locate(spec, "vae")
+    try:
+        if source.kind == "file":
+            folder = Path(config) if config else config_dir(arch)
+            return AutoencoderKL.from_single_file(source.location, config=str(folder), subfolder="vae",
+                                                  local_files_only=True, dtype=dtype)
+        sub = "vae" if source.kind == "folder" and (Path(source.location) / "vae" / "config.json").is_file() else None
+        return AutoencoderKL.from_pretrained(source.location, subfolder=sub, dtype=dtype, use_safetensors=True,
+                                             local_files_only=hub_offline() or source.kind == "folder")
+    except InputError:
+        raise
+    except (OSError, ValueError) as e:
+        if source.kind == "hub":
+            raise _hub_error(source.location, "vae", e) from None
+        raise InputError(f"--vae {spec}: cannot load ({str(e).splitlines()[0]})") from None
+
+
+def load_controlnet(spec: str, *, dtype=None):
+    """A ControlNet: HF id, diffusers folder, or a .safetensors file with its config.json beside it."""
+    from diffusers import ControlNetModel
+
+    source = locate(spec, "controlnet")
+    try:
+        if source.kind == "file":
+            folder = Path(source.location).parent
+            if not (folder / "config.json").is_file():
+                raise InputError(f"--controlnet {spec}: a single ControlNet file needs its config.json beside it "
+                                 "(or give the diffusers folder / repo id)")
+            return ControlNetModel.from_single_file(source.location, config=str(folder), local_files_only=True,
+                                                    dtype=dtype)
+        return ControlNetModel.from_pretrained(source.location, dtype=dtype, use_safetensors=True,
+                                               local_files_only=hub_offline() or source.kind == "folder")
+    except InputError:
+        raise
+    except (OSError, ValueError) as e:
+        if source.kind == "hub":
+            raise _hub_error(source.location, "controlnet", e) from None
+        raise InputError(f"--controlnet {spec}: cannot load ({str(e).splitlines()[0]})") from None
+
+
+def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = None, config: str | None = None,
+                  controlnet: str | None = None, dtype=None, device: str | None = None):
+    """A ready text-to-image pipeline (ControlNet variant when `controlnet` is given).
+
+    `sdxl` overrides architecture detection; `config` is the diffusers config folder for a
+    single file (default: the shipped one for the detected architecture). Moved to `device`
+    (None: leave on CPU, e.g. for model CPU offload).
+    """
+    source = locate(model)
+    arch = ("sdxl" if sdxl else "sd15") if sdxl is not None else detect_arch(model)
+    torch_dtype = resolve_dtype(dtype, device or "cpu")
+    extra: dict[str, Any] = {}
+    if controlnet:
+        extra["controlnet"] = load_controlnet(controlnet, dtype=torch_dtype)
+    if vae:
+        layout = config or (source.location if source.kind == "folder" else None)
+        extra["vae"] = load_vae(vae, arch=arch, dtype=torch_dtype, config=layout)
+    if arch == "sd15":
+        # Storyboards are drafts: a false positive would black out a frame, so no safety checker.
+        extra.update(safety_checker=None, requires_safety_checker=False)
+    cls = _pipeline_class(arch, bool(controlnet))
+    pipe = _load(cls, source, arch, config, torch_dtype, extra)
+    pipe.set_progress_bar_config(disable=True)
+    if device:
+        pipe.to(device)
+    return pipe
+
+
+def _load(cls, source: Source, arch: str, config: str | None, torch_dtype, extra: dict):
+    try:
+        if source.kind == "file":
+            folder = Path(config) if config else config_dir(arch)
+            if not (folder / "model_index.json").is_file():
+                raise InputError(f"--model {source.location}: config folder {folder} has no model_index.json "
+                                 f"(a diffusers layout for {arch} without weights is needed for single files)")
+            return cls.from_single_file(source.location, config=str(folder), local_files_only=True,
+                                        dtype=torch_dtype, **extra)
+        if source.kind == "folder":
+            _model_index(source)  # a clear error for folders that are not pipelines
+        return cls.from_pretrained(source.location, dtype=torch_dtype, use_safetensors=True,
+                                   local_files_only=hub_offline() or source.kind == "folder", **extra)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        if source.kind == "hub":
+            raise _hub_error(source.location, "model", e) from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"--model {source.location}: cannot load as {arch} ({first})") from None
+
+
+@dataclass
+class Components:
+    """The raw parts training needs; `text_encoder_2`/`tokenizer_2` are None for SD 1.5."""
+
+    arch: str
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+    pipeline_class: Any = None
+
+
+def load_components(model: str, *, sdxl: bool | None = None, vae: str | None = None, config: str | None = None,
+                    dtype=None) -> Components:
+    """Load through `load_pipeline` (same sources, same checks) and hand back its parts.
+
+    `noise_scheduler` is a DDPMScheduler built from the model's scheduler config, as the
+    diffusers training scripts use.
+    """
+    from diffusers import DDPMScheduler
+
+    pipe = load_pipeline(model, sdxl=sdxl, vae=vae, config=config, dtype=dtype)
+    arch = "sdxl" if hasattr(pipe, "text_encoder_2") else "sd15"
+    return Components(
+        arch=arch, unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config),
+        text_encoder_2=getattr(pipe, "text_encoder_2", None), tokenizer_2=getattr(pipe, "tokenizer_2", None),
+        pipeline_class=type(pipe),
+    )

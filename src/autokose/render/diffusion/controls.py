@@ -1,0 +1,264 @@
+"""Identity and layout controls for the diffusion pipeline: LoRA, IP-Adapter, ControlNet.
+
+LoRA. Every LoRA (the user's `--lora` files and each story character's own, from the cast
+stage) is loaded as a named peft adapter and switched on with its weight for the whole board:
+adapter scales are global to a denoising batch. A character's LoRA only fires where its
+trigger token is in the prompt, which the prompt builder puts only in that character's frames.
+diffusers reads both the diffusers/peft and the kohya-ss key layouts.
+
+IP-Adapter. h94 layouts (base, plus, plus-face) from a file, a folder, or a name that resolves
+inside the `h94/IP-Adapter` repo (`ip-adapter-plus-face_sd15` → models/<name>.safetensors,
+image encoder models/image_encoder; SDXL non-ViT-H names use sdxl_models/). Every character
+with reference images conditions its own figure: one IP-Adapter image per character, masked
+to the figure's box in the scene's layout (diffusers' `ip_adapter_masks`), so two characters
+in one frame do not blend into one face and frames without them are left alone. A
+character's image embedding (averaged over its references) is computed once and cached in
+memory and on disk, keyed by the image bytes and the encoder. FaceID variants need
+InsightFace ArcFace embeddings, which AutoKöse does not compute: they are refused clearly.
+
+ControlNet. An OpenPose skeleton per frame drawn from the scene's Layout at the generation
+size (the same drawing as the board's control/NN_pose.png), with a conditioning scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autokose.cast import LoraRef
+from autokose.errors import InputError
+from autokose.models import check_weights_file, hub_file, locate
+
+IP_ADAPTER_REPO = "h94/IP-Adapter"
+
+
+# --------------------------------------------------------------------------- LoRA
+@dataclass
+class LoadedLora:
+    name: str
+    path: str
+    weight: float
+    character: str | None = None
+
+
+def adapter_name(path: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem) or "lora"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]]) -> list[LoadedLora]:
+    """Load each (LoraRef, character id or None) as an adapter and activate all with their weights."""
+    loaded: list[LoadedLora] = []
+    seen: dict[str, LoadedLora] = {}
+    for ref, character in refs:
+        path = check_weights_file(Path(ref.path).expanduser())
+        key = str(path.resolve())
+        if key in seen:  # the same file twice (e.g. --lora and the bible): load once, keep the last weight
+            seen[key].weight = ref.weight
+            continue
+        name = adapter_name(str(path), {lo.name for lo in loaded})
+        try:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
+        except (ValueError, KeyError, RuntimeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f"--lora {ref.path}: not a LoRA this model can use ({first[:200]})") from None
+        seen[key] = LoadedLora(name, str(path), ref.weight, character)
+        loaded.append(seen[key])
+    if loaded:
+        pipe.set_adapters([lo.name for lo in loaded], adapter_weights=[lo.weight for lo in loaded])
+    return loaded
+
+
+# --------------------------------------------------------------------------- IP-Adapter
+@dataclass
+class IpAdapterFiles:
+    weights: Path
+    image_encoder: Path
+    name: str
+
+
+def _encoder_subfolder(name: str, arch: str) -> str:
+    return "models/image_encoder" if arch == "sd15" or "vit-h" in name.lower() else "sdxl_models/image_encoder"
+
+
+def _find_encoder(weights: Path) -> Path | None:
+    for folder in (weights.parent / "image_encoder", weights.parent.parent / "models" / "image_encoder",
+                   weights.parent.parent / "image_encoder"):
+        if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def resolve_ip_adapter(spec: str, arch: str) -> IpAdapterFiles:
+    """A file, a folder (with one IP-Adapter file), or an h94 weight name → local weights + image encoder."""
+    if "faceid" in spec.lower():
+        raise InputError(f"--ip-adapter {spec}: FaceID adapters need InsightFace face embeddings, which autokose "
+                         "does not compute; use ip-adapter-plus-face_sd15 (or the _sdxl_vit-h variant)")
+    path = Path(spec).expanduser()
+    is_name = "/" not in spec and "\\" not in spec and not path.exists()
+    if is_name:
+        name = spec.removesuffix(".safetensors")
+        if name.endswith((".bin", ".ckpt")):
+            check_weights_file(Path(name))
+        sub = "models" if arch == "sd15" else "sdxl_models"
+        weights = hub_file(IP_ADAPTER_REPO, f"{name}.safetensors", subfolder=sub, what="ip-adapter")
+        enc_sub = _encoder_subfolder(name, arch)
+        hub_file(IP_ADAPTER_REPO, "model.safetensors", subfolder=enc_sub, what="ip-adapter")
+        encoder = hub_file(IP_ADAPTER_REPO, "config.json", subfolder=enc_sub, what="ip-adapter").parent
+        return IpAdapterFiles(weights, encoder, name)
+    source = locate(spec, "ip-adapter")
+    if source.kind == "hub":
+        raise InputError(f"--ip-adapter {spec}: give a weight name like ip-adapter-plus-face_sd15 "
+                         f"(looked up in {IP_ADAPTER_REPO}), a .safetensors file or a folder")
+    weights = Path(source.location)
+    if source.kind == "folder":
+        found = sorted(p for d in (weights, weights / "models", weights / "sdxl_models") if d.is_dir()
+                       for p in d.glob("ip-adapter*.safetensors"))
+        if len(found) != 1:
+            raise InputError(f"--ip-adapter {spec}: expected one ip-adapter*.safetensors in the folder "
+                             f"(found {len(found)}); give the file instead")
+        weights = found[0]
+    encoder = _find_encoder(weights)
+    if encoder is None:
+        raise InputError(f"--ip-adapter {spec}: no image_encoder/ folder beside {weights.name} "
+                         f"(the h94 layout keeps it in models/image_encoder)")
+    return IpAdapterFiles(weights, encoder, weights.stem)
+
+
+def load_ip_adapter(pipe, files: IpAdapterFiles) -> None:
+    from transformers import CLIPVisionModelWithProjection
+
+    try:
+        encoder = CLIPVisionModelWithProjection.from_pretrained(str(files.image_encoder), dtype=pipe.unet.dtype,
+                                                                use_safetensors=True)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--ip-adapter: cannot load the image encoder in {files.image_encoder} ({e})") from None
+    pipe.register_modules(image_encoder=encoder.to(pipe.unet.device))
+    try:
+        pipe.load_ip_adapter(str(files.weights.parent), subfolder="", weight_name=files.weights.name,
+                             image_encoder_folder=None, local_files_only=True)
+    except (ValueError, KeyError, RuntimeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"--ip-adapter {files.weights}: does not fit this model ({first[:200]})") from None
+
+
+def image_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class ReferenceEmbeddings:
+    """Per character: the IP-Adapter image embedding (negative and positive), computed once.
+
+    Cached in memory and as safetensors under `cache_dir/ip-embeds/<key>.safetensors`, where the
+    key hashes the reference images' bytes and the adapter + encoder files.
+    """
+
+    pipe: object
+    encoder_id: str
+    cache_dir: Path
+    memory: dict[str, tuple] = field(default_factory=dict)
+
+    def key(self, images: list[Path]) -> str:
+        h = hashlib.sha256(self.encoder_id.encode())
+        for p in images:
+            h.update(image_hash(p).encode())
+        return h.hexdigest()[:32]
+
+    def get(self, images: list[Path]):
+        """(negative, positive) embeddings [1, tokens, dim] for these images (averaged)."""
+        from safetensors.torch import load_file, save_file
+
+        from autokose.fsio import write_with
+
+        missing = [str(p) for p in images if not Path(p).is_file()]
+        if missing:
+            raise InputError(f"reference image not found: {missing[0]}")
+        key = self.key(images)
+        if key in self.memory:
+            return self.memory[key]
+        file = self.cache_dir / "ip-embeds" / f"{key}.safetensors"
+        if file.is_file():
+            data = load_file(str(file))
+            pair = (data["negative"], data["positive"])
+        else:
+            pair = self._compute(images)
+            write_with(file, lambda tmp: save_file({"negative": pair[0].contiguous(), "positive": pair[1].contiguous()},
+                                                   str(tmp)))
+        self.memory[key] = pair
+        return pair
+
+    def _compute(self, images: list[Path]):
+        import torch
+        from PIL import Image
+
+        pipe = self.pipe
+        pictures = []
+        for p in images:
+            try:
+                with Image.open(p) as im:
+                    pictures.append(im.convert("RGB"))
+            except OSError as e:
+                raise InputError(f"{p}: not a readable image ({e})") from None
+        with torch.no_grad():
+            per_image = [pipe.prepare_ip_adapter_image_embeds([im], None, pipe._execution_device, 1, True)[0]
+                         for im in pictures]
+        stacked = torch.stack([e.float().cpu() for e in per_image])  # [n, 2, tokens, dim]: negative, positive
+        mean = stacked.mean(0)
+        return mean[:1], mean[1:]
+
+    def unconditional(self):
+        """The zero-image embedding (both halves), for frames without a referenced character."""
+        import torch
+
+        key = "uncond"
+        if key not in self.memory:
+            pipe = self.pipe
+            from PIL import Image
+
+            blank = Image.new("RGB", (224, 224))
+            with torch.no_grad():
+                e = pipe.prepare_ip_adapter_image_embeds([blank], None, pipe._execution_device, 1, True)[0]
+            neg = e[:1].float().cpu()
+            self.memory[key] = (neg, neg)
+        return self.memory[key]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("AUTOKOSE_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "autokose"
+
+
+def file_fingerprint(path: Path, span: int = 1 << 20) -> str:
+    """Size + first and last MiB: tells weight files apart without reading gigabytes each run."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(span))
+        f.seek(max(0, path.stat().st_size - span))
+        h.update(f.read(span))
+    return h.hexdigest()[:16]
+
+
+def encoder_id(files: IpAdapterFiles) -> str:
+    """Identifies what turns images into embeddings: the adapter (its projection) and the image encoder."""
+    enc = sorted(files.image_encoder.glob("*.safetensors"))
+    return "|".join([files.name, file_fingerprint(files.weights)] + [file_fingerprint(p) for p in enc])
+
+
+# --------------------------------------------------------------------------- ControlNet
+def pose_images(layouts, width: int, height: int) -> list:
+    """OpenPose skeleton images at the generation size, one per layout."""
+    try:
+        from autokose.openpose import draw_pose
+    except ImportError:
+        raise InputError("--controlnet: the OpenPose drawing module (autokose.openpose) is not available") from None
+    return [draw_pose(layout, width, height).convert("RGB") for layout in layouts]
