@@ -386,7 +386,7 @@ def test_cli_scores_a_previz_board(tmp_path):
     scores = json.loads((out / SCORES_FILE).read_text())
     assert json.loads(result.stdout) == scores["summary"]
     for entry in scores["frames"].values():
-        assert entry["status"] == "none" and entry["identity"] is None
-        assert entry["reason"] in ("no characters in this scene", f"no face found; {SKIPPED_NO_MODEL}")
-    assert any(e["reason"] != "no characters in this scene" for e in scores["frames"].values())
+        assert entry["status"] == "none" and entry["identity"] is None and entry["reason"]
+    # Nothing to measure against and no CLIP model: the reason says so rather than faking a score.
+    assert any(SKIPPED_NO_MODEL in e["reason"] for e in scores["frames"].values())
     assert 'class="badge none"' in (out / "board.html").read_text(encoding="utf-8")
