@@ -145,7 +145,7 @@ def test_schema_and_characters_commands():
         (["story", EGG, "--scenes", "25"], "--scenes"),
         (["story", EGG, "--writer", "poet"], "poet"),
         (["story", EGG, "--stages", "write,paint"], "paint"),
-        (["render", "missing/story.json"], "no such file"),
+        (["render", "missing/story.json"], "story file not found"),
         (["render", "x.json", "--only", "three"], "--only"),
         (["render", "x.json", "--pick", "4:2"], "--pick"),
         (["story", EGG, "--steps", "10"], "--model"),

@@ -80,7 +80,7 @@ def test_corrupt_json_is_an_input_error(text):
 
 
 def test_load_reports_missing_files(tmp_path):
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="story file not found"):
         Story.load(tmp_path / "nope.json")
 
 

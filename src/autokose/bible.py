@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from autokose.errors import InputError
+from autokose.fsio import read_text
 from autokose.story import Character, format_validation_error
 
 PROTAGONIST = "aldar"
@@ -76,12 +77,7 @@ def load_bible(path: Path | str | None = None) -> Bible:
     if path is None:
         return bible
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: characters file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read characters file ({e})") from None
+    text = read_text(path, "characters file")
     merged = dict(bible.characters)
     for n, entry in enumerate(_read_entries(text, str(path))):
         entry = _resolve_paths(entry, path.parent)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from autokose import __version__
 from autokose.errors import InputError
-from autokose.fsio import sha256_file, write_json, write_text
+from autokose.fsio import ensure_writable_dir, sha256_file, write_json, write_text
 from autokose.story import Story
 
 import json
@@ -65,13 +64,7 @@ class Board:
             raise InputError(f"{root}: exists and is not a folder")
         if root.exists() and any(root.iterdir()) and not (resume or force):
             raise InputError(f"{root}: folder is not empty (use --resume to continue it or --force to overwrite)")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise InputError(f"{root}: output folder is not writable ({e.strerror or e})") from None
+        ensure_writable_dir(root)
         if force:
             for sub in ("frames", "control"):
                 for f in (root / sub).glob("*") if (root / sub).is_dir() else []:

@@ -99,6 +99,12 @@ MinIdentity = Annotated[Optional[float], typer.Option(help="Re-roll frames whose
 ClipModel = Annotated[Optional[str], typer.Option(help="CLIP model for scoring (HF id or folder).")]
 
 
+# The options above that decide pixels, shared by `story` and `render`.
+RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
+                  "consistency", "scheduler", "steps", "cfg", "width", "height", "device", "dtype", "low_vram",
+                  "model_config", "batch_size")
+
+
 def render_settings(base: dict, *, width=None, height=None, **options) -> dict:
     """Merge the options given on the command line over a board's saved settings (manifest).
 
@@ -142,6 +148,8 @@ def story(
     """Write a story from LOGLINE and draw its storyboard."""
     from autokose.pipeline import STAGES, RunConfig, run
 
+    options = {k: v for k, v in locals().items() if k in RENDER_OPTIONS}
+
     if not logline.strip():
         fail("logline is empty")
     if len(logline) > MAX_LOGLINE_CHARS:
@@ -156,11 +164,7 @@ def story(
         cfg_ = RunConfig(
             logline=logline, scenes=scenes, seed=seed, writer=writer, writer_options=writer_options,
             characters_file=str(characters) if characters else None,
-            render=render_settings({}, model=model, vae=vae, lora=lora, ip_adapter=ip_adapter,
-                                   ip_adapter_scale=ip_adapter_scale, controlnet=controlnet,
-                                   controlnet_scale=controlnet_scale, consistency=consistency, scheduler=scheduler,
-                                   steps=steps, cfg=cfg, width=width, height=height, device=device, dtype=dtype,
-                                   low_vram=low_vram, model_config=model_config, batch_size=batch_size),
+            render=render_settings({}, **options),
             quality=dict(best_of=best_of, min_identity=min_identity, clip_model=clip_model),
             stages=stages.split(",") if stages else list(STAGES),
         )
@@ -187,6 +191,7 @@ def render(
     from autokose.pipeline import STAGES, RunConfig, run
     from autokose.story import Story
 
+    options = {k: v for k, v in locals().items() if k in RENDER_OPTIONS}
     only_list = parse_only(only)
     picks = parse_picks(pick or [])
     with user_errors():
@@ -202,12 +207,7 @@ def render(
             quality["min_identity"] = min_identity
         cfg_ = RunConfig.model_validate(dict(
             base.model_dump(),
-            render=render_settings(base.render.model_dump(), model=model, vae=vae, lora=lora, ip_adapter=ip_adapter,
-                                   ip_adapter_scale=ip_adapter_scale, controlnet=controlnet,
-                                   controlnet_scale=controlnet_scale, consistency=consistency,
-                                   scheduler=scheduler, steps=steps, cfg=cfg, width=width, height=height,
-                                   device=device, dtype=dtype, low_vram=low_vram, model_config=model_config,
-                                   batch_size=batch_size),
+            render=render_settings(base.render.model_dump(), **options),
             quality=quality,
             stages=stages.split(",") if stages else [s for s in STAGES if s != "write"],
             only=only_list,

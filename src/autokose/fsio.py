@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from autokose.errors import InputError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -75,3 +77,25 @@ def sha256_text(text: str) -> str:
 def _copy(f: BinaryIO, sink: Callable[[bytes], Any], chunk: int) -> None:
     while block := f.read(chunk):
         sink(block)
+
+
+def read_text(path: Path | str, what: str) -> str:
+    """A user's text file, or an InputError naming it and `what` it should have been."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read {what} ({e})") from None
+
+
+def ensure_writable_dir(path: Path | str, label: str | None = None) -> None:
+    """Create `path` if needed and prove we can write there, before any long work starts."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"{label or path}: output folder is not writable ({e.strerror or e})") from None

@@ -176,13 +176,9 @@ class Story(_Model):
 
     @classmethod
     def load(cls, path: Path) -> Story:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: cannot read ({e})") from None
-        return cls.from_json(text, source=str(path))
+        from autokose.fsio import read_text
+
+        return cls.from_json(read_text(path, "story file"), source=str(path))
 
 
 def format_validation_error(e: ValidationError) -> str:

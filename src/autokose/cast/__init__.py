@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autokose.bible import Bible
 from autokose.errors import InputError
+from autokose.fsio import read_text
 from autokose.story import Story
 
 
@@ -43,10 +44,8 @@ class IdentityAssets:
 
 def load_card(path: Path | str) -> dict:
     try:
-        card = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: character card not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        card = json.loads(read_text(path, "character card"))
+    except json.JSONDecodeError as e:
         raise InputError(f"{path}: unreadable character card ({e})") from None
     if not isinstance(card, dict):
         raise InputError(f"{path}: character card must be a JSON object")

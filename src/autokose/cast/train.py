@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from autokose.cast.lora_export import (
     save_kohya,
 )
 from autokose.errors import InputError
-from autokose.fsio import save_image, write_json
+from autokose.fsio import ensure_writable_dir, save_image, write_json
 from autokose.story import Character, format_validation_error
 
 CONFIG_NAME = "train_config.json"
@@ -186,13 +185,7 @@ def prepare_output(out: Path, character: str, *, resume: bool, force: bool) -> N
     if leftovers and not (resume or force):
         raise InputError(f"--out {out}: folder is not empty (use --resume to continue its training "
                          "or --force to start over)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"--out {out}: output folder is not writable ({e.strerror or e})") from None
+    ensure_writable_dir(out, f"--out {out}")
     if not resume:  # only what a training run writes: never a user's other files
         for name in output_names(character):
             target = out / name

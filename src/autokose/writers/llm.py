@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autokose.bible import PROTAGONIST, Bible
 from autokose.errors import InputError
+from autokose.fsio import read_text
 from autokose.story import Angle, Beat, Language, Shot, Story, TimeOfDay, format_validation_error
 from autokose.writers.common import (
     CharacterDraft,
@@ -93,12 +94,7 @@ def load_settings(config: str | Path | None = None, **explicit) -> LLMSettings:
 def read_config(path: str | Path) -> dict:
     """A TOML or YAML file of LLM settings (flat, or under an `llm` table)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: LLM config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read LLM config ({e})") from None
+    text = read_text(path, "LLM config file")
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
