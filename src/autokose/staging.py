@@ -318,12 +318,16 @@ class _Stage:
         offsets = [1.1, -1.1, 2.2, -2.2, 3.3, -3.3]  # in figure widths, flanking the anchor
         width = HUMAN_WIDTH * height / self.aspect
         groups: dict[str | None, int] = {}
+        taken = [s.x for s in front]
         for c in back:
             ref = self.behind.get(c.id)
             anchor = self.slots[ref].x if ref in self.slots else (front[-1].x if front else 0.5)
             n = groups.get(ref, 0)
             groups[ref] = n + 1
-            x = min(0.92, max(0.08, anchor + offsets[n % len(offsets)] * width))
+            # Flank the anchor, preferring a gap between front figures so the face stays visible.
+            spots = [min(0.92, max(0.08, anchor + o * width)) for o in offsets[n % len(offsets):] + offsets]
+            x = max(spots, key=lambda x: min([abs(x - t) for t in taken] + [1.6 * width]))
+            taken.append(x)
             focus = self.slots.get(ref) or self.slots.get(self.key) or (front[0] if front else None)
             facing = 1 if focus is None or focus.x >= x else -1
             self.slots[c.id] = _Slot(c, x, back_ground, height * BACK_ROW_SCALE, facing, behind=True, layer=0)
