@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -203,6 +204,20 @@ def _hub_error(repo_id: str, what: str, e: Exception) -> InputError:
                       f"{how_to_get(repo_id)}")
 
 
+@contextmanager
+def _loading(source: Source, what: str, spec: str, detail: str = ""):
+    """Turn a library's load failure into one line naming the option, and for hub ids how to get them."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        if source.kind == "hub":
+            raise _hub_error(source.location, what, e) from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"--{what} {spec}: cannot load{detail} ({first})") from None
+
+
 # --------------------------------------------------------------------------- loaders
 def load_vae(spec: str, *, arch: str = "sd15", dtype=None, config: str | None = None):
     """A separate VAE: HF id, diffusers folder (a VAE folder or a pipeline folder with vae/) or single file.
@@ -213,7 +228,7 @@ def load_vae(spec: str, *, arch: str = "sd15", dtype=None, config: str | None = 
     from diffusers import AutoencoderKL
 
     source = locate(spec, "vae")
-    try:
+    with _loading(source, "vae", spec):
         if source.kind == "file":
             folder = Path(config) if config else config_dir(arch)
             return AutoencoderKL.from_single_file(source.location, config=str(folder), subfolder="vae",
@@ -221,12 +236,6 @@ def load_vae(spec: str, *, arch: str = "sd15", dtype=None, config: str | None = 
         sub = "vae" if source.kind == "folder" and (Path(source.location) / "vae" / "config.json").is_file() else None
         return AutoencoderKL.from_pretrained(source.location, subfolder=sub, dtype=dtype, use_safetensors=True,
                                              local_files_only=hub_offline() or source.kind == "folder")
-    except InputError:
-        raise
-    except (OSError, ValueError) as e:
-        if source.kind == "hub":
-            raise _hub_error(source.location, "vae", e) from None
-        raise InputError(f"--vae {spec}: cannot load ({str(e).splitlines()[0]})") from None
 
 
 def load_controlnet(spec: str, *, dtype=None):
@@ -234,7 +243,7 @@ def load_controlnet(spec: str, *, dtype=None):
     from diffusers import ControlNetModel
 
     source = locate(spec, "controlnet")
-    try:
+    with _loading(source, "controlnet", spec):
         if source.kind == "file":
             folder = Path(source.location).parent
             if not (folder / "config.json").is_file():
@@ -244,12 +253,6 @@ def load_controlnet(spec: str, *, dtype=None):
                                                     dtype=dtype)
         return ControlNetModel.from_pretrained(source.location, dtype=dtype, use_safetensors=True,
                                                local_files_only=hub_offline() or source.kind == "folder")
-    except InputError:
-        raise
-    except (OSError, ValueError) as e:
-        if source.kind == "hub":
-            raise _hub_error(source.location, "controlnet", e) from None
-        raise InputError(f"--controlnet {spec}: cannot load ({str(e).splitlines()[0]})") from None
 
 
 def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = None, config: str | None = None,
@@ -281,7 +284,7 @@ def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = Non
 
 
 def _load(cls, source: Source, arch: str, config: str | None, torch_dtype, extra: dict):
-    try:
+    with _loading(source, "model", source.location, f" as {arch}"):
         if source.kind == "file":
             folder = Path(config) if config else config_dir(arch)
             if not (folder / "model_index.json").is_file():
@@ -293,13 +296,6 @@ def _load(cls, source: Source, arch: str, config: str | None, torch_dtype, extra
             _model_index(source)  # a clear error for folders that are not pipelines
         return cls.from_pretrained(source.location, dtype=torch_dtype, use_safetensors=True,
                                    local_files_only=hub_offline() or source.kind == "folder", **extra)
-    except InputError:
-        raise
-    except (OSError, ValueError, KeyError) as e:
-        if source.kind == "hub":
-            raise _hub_error(source.location, "model", e) from None
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"--model {source.location}: cannot load as {arch} ({first})") from None
 
 
 @dataclass
