@@ -176,6 +176,14 @@ def test_same_seed_same_pixels_and_seed_override(store, story, layouts):
     assert differs(a, alone, 2) <= 1
 
 
+def test_denoising_steps_are_reported_as_progress(store, story, layouts):
+    seen = []
+    settings = renderer(tiny.tiny_sd15(store), batch_size=2).settings
+    r = get_renderer(settings, assets={}, progress=lambda stage, done, total: seen.append((stage, done, total)))
+    list(r.render(story, layouts, [1, 2, 3]))
+    assert seen == [("denoise", n, 4) for n in range(1, 5)]  # 2 batches × 2 steps
+
+
 @pytest.mark.parametrize("scheduler", ["euler_a", "ddim", "lcm"])
 def test_schedulers_run_and_matter(store, story, layouts, scheduler):
     model = tiny.tiny_sd15(store)

@@ -103,7 +103,7 @@ def run(cfg: RunConfig, out: Path, *, resume: bool = False, force: bool = False,
     frames_meta: dict = manifest.get("frames", {})
     if "render" in cfg.stages:
         indices = _frames_to_render(cfg, story, board, resume)
-        renderer = get_renderer(cfg.render, assets=assets)
+        renderer = get_renderer(cfg.render, assets=assets, progress=progress)
         frames_meta.update(timed("render", render_frames, renderer, story, layouts, indices, board, cfg, progress))
 
     manifest.update(

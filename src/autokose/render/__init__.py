@@ -54,11 +54,12 @@ class Renderer(Protocol):
         ...
 
 
-def get_renderer(settings: RenderSettings, **assets) -> Renderer:
+def get_renderer(settings: RenderSettings, assets: dict | None = None, progress=None) -> Renderer:
+    """The renderer `settings` name; `progress(stage, done, total)` hears about long inner work."""
     if settings.renderer == "previz":
         from autokose.render.previz import PrevizRenderer
 
         return PrevizRenderer(settings)
     from autokose.render.diffusion import DiffusionRenderer
 
-    return DiffusionRenderer(settings, **assets)
+    return DiffusionRenderer(settings, assets=assets, progress=progress)

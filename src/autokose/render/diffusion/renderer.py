@@ -68,10 +68,11 @@ class Session:
 class DiffusionRenderer:
     name = "diffusion"
 
-    def __init__(self, settings: RenderSettings, assets: dict | None = None):
+    def __init__(self, settings: RenderSettings, assets: dict | None = None, progress=None):
         self.settings = settings
         self.options = DiffusionSettings.from_render(settings.diffusion)
         self.assets = assets or {}
+        self.progress = progress  # (stage, done, total): denoising steps of the whole render
         self._session: Session | None = None
 
     # ------------------------------------------------------------------ loading
@@ -160,8 +161,10 @@ class DiffusionRenderer:
                     else:
                         consistency.read_bank()
                     consistency.set_step(0, o.steps)
+                done = n * o.steps
                 frames = self._denoise(s, [scenes[i] for i in batch], texts, windows, by_index, seeds,
-                                       width, height, guided, consistency)
+                                       width, height, guided, consistency,
+                                       on_step=lambda i, done=done: self._report(done + i + 1, len(batches) * o.steps))
                 for frame in frames:
                     frame.meta["batch"] = batch
                     if frame.index in only:
@@ -172,7 +175,7 @@ class DiffusionRenderer:
 
     def _denoise(self, s: Session, batch: list[Scene], texts: dict[int, tuple[str, str]], windows: int,
                  layouts: dict[int, Layout], seeds: dict[int, int], width: int, height: int, guided: bool,
-                 consistency) -> list[Frame]:
+                 consistency, on_step=None) -> list[Frame]:
         import torch
 
         o = self.options
@@ -194,8 +197,14 @@ class DiffusionRenderer:
             kwargs.update(ip_adapter_image_embeds=embeds, cross_attention_kwargs={"ip_adapter_masks": masks})
             s.pipe.set_ip_adapter_scale(o.ip_adapter_scale)
             used = [{**u, "ip_adapter": {**u["ip_adapter"], "characters": w}} for u, w in zip(used, who)]
-        if consistency is not None:
-            kwargs["callback_on_step_end"] = consistency.on_step_end
+        def step_end(pipe, i, t, callback_kwargs):
+            if consistency is not None:
+                callback_kwargs = consistency.on_step_end(pipe, i, t, callback_kwargs)
+            if on_step is not None:
+                on_step(i)
+            return callback_kwargs
+
+        kwargs["callback_on_step_end"] = step_end
         try:
             images = s.pipe(**kwargs).images
         except torch.cuda.OutOfMemoryError:
@@ -209,6 +218,10 @@ class DiffusionRenderer:
                 "controls": u})
             for sc, img, p, neg, u in zip(batch, images, prompts, negatives, used)
         ]
+
+    def _report(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress("denoise", done, total)
 
     def _controls_meta(self, s: Session) -> dict:
         o = self.options
