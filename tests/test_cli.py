@@ -219,3 +219,12 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path):
     proc = subprocess.run([str(exe), "story", "  "], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "logline is empty" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_model_fails_before_anything_is_written(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert_user_error(cli("story", EGG, "--out", tmp_path / "a", "--model", tmp_path / "none.safetensors"),
+                      "no such file")
+    assert_user_error(cli("story", EGG, "--out", tmp_path / "b", "--model", "nobody/nothing-here"),
+                      "nobody/nothing-here", "huggingface-cli download")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -18,7 +18,7 @@ from autokose.board import Board
 from autokose.cast import identity_assets
 from autokose.errors import InputError
 from autokose.fsio import save_image, sha256_file, sha256_text, write_json, write_text
-from autokose.render import RenderSettings, get_renderer
+from autokose.render import RenderSettings, check_renderer, get_renderer
 from autokose.staging import stage_story
 from autokose.story import MAX_SCENES, Story
 
@@ -66,6 +66,8 @@ def run(cfg: RunConfig, out: Path, *, resume: bool = False, force: bool = False,
     if unknown:
         raise InputError(f"unknown stage(s): {', '.join(sorted(unknown))} (stages: {', '.join(STAGES)})")
     board = Board(out)
+    if "render" in cfg.stages:
+        check_renderer(cfg.render)  # a missing model fails here, before any file is written
     if story is None:
         board.prepare(resume=resume, force=force)
     manifest = board.load_manifest() if (resume or story is not None) else {}

@@ -54,6 +54,14 @@ class Renderer(Protocol):
         ...
 
 
+def check_renderer(settings: RenderSettings) -> None:
+    """Raise InputError now if the renderer's models cannot be found (previz needs none)."""
+    if settings.renderer == "diffusion":
+        from autokose.render.diffusion import DiffusionRenderer
+
+        DiffusionRenderer(settings).check()
+
+
 def get_renderer(settings: RenderSettings, assets: dict | None = None, progress=None) -> Renderer:
     """The renderer `settings` name; `progress(stage, done, total)` hears about long inner work."""
     if settings.renderer == "previz":

@@ -76,6 +76,22 @@ class DiffusionRenderer:
         self._session: Session | None = None
 
     # ------------------------------------------------------------------ loading
+    def check(self) -> None:
+        """Fail before anything is written when a model, VAE, ControlNet or LoRA cannot be found.
+
+        Cheap: it looks at paths (and, offline, the hub cache) without loading weights.
+        """
+        from autokose.models import hub_file, hub_offline, locate
+
+        o = self.options
+        if locate(o.model).kind == "hub" and hub_offline():
+            hub_file(o.model, "model_index.json")
+        for what, spec in (("vae", o.vae), ("controlnet", o.controlnet)):
+            if spec:
+                locate(spec, what)
+        for spec in o.loras:
+            locate(LoraRef.parse(spec).path, "lora")
+
     def session(self) -> Session:
         if self._session is None:
             self._session = self._load()
