@@ -90,6 +90,9 @@ def test_settings_defaults_and_errors():
         DiffusionSettings.from_render({"model": "m", "scheduler": "plms"})
     with pytest.raises(InputError, match="consistency"):
         DiffusionSettings.from_render({"model": "m", "consistency": 2})
+    assert (s.lineart, s.lineart_scale) == (None, 0.6)
+    with pytest.raises(InputError, match="lineart_scale"):
+        DiffusionSettings.from_render({"model": "m", "lineart": "x/y", "lineart_scale": -0.1})
 
 
 def test_frame_size_rule():
@@ -337,6 +340,78 @@ def test_controlnet_with_the_real_pose_drawing(store, story, layouts):
     assert [f.image.size for f in frames] == [(W, H)] * 2
 
 
+def test_lineart_control_is_the_previz_frames_ink(story):
+    """White where the previz frame is drawn in ink, black elsewhere; same layout, same size."""
+    from autokose.previz.svg import INK, rgb
+    from autokose.render.previz import PrevizRenderer
+
+    width, height = 384, 256  # large enough for the ink strokes to cover whole pixels
+    layouts = stage_story(story, width / height)
+    lines = controls.lineart_images(story, layouts, width, height)
+    previz = list(PrevizRenderer(RenderSettings(width=width, height=height)).render(story, layouts, [1, 2, 3]))
+    assert [im.size for im in lines] == [(width, height)] * 3 and {im.mode for im in lines} == {"RGB"}
+    for line, frame in zip(lines[1:], previz[1:]):
+        grey = np.asarray(line, dtype=np.int16)
+        assert (grey == grey[..., :1]).all()  # white on black, no colour
+        grey = grey[..., 0]
+        off_ink = np.abs(np.asarray(frame.image, dtype=np.int16) - np.array(rgb(INK))).max(-1)
+        ink, elsewhere = off_ink <= 2, off_ink > 100
+        assert ink.sum() > 500 and (grey[ink] >= 128).mean() > 0.99
+        assert (grey[elsewhere] < 64).mean() > 0.98 and (grey > 0).mean() < 0.15
+    again = controls.lineart_images(story, layouts, width, height)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(lines, again))
+
+
+def test_lineart_scale_changes_output(store, story, layouts):
+    model, net = tiny.tiny_sd15(store), tiny.tiny_controlnet(store)
+    zero = pixels(renderer(model, lineart=str(net), lineart_scale=0.0).render(story, layouts, [2]))
+    one_frames = list(renderer(model, lineart=str(net), lineart_scale=1.0).render(story, layouts, [2]))
+    assert differs(zero, pixels(one_frames), 2) > 10
+    controls_meta = one_frames[0].meta["controls"]
+    assert controls_meta["lineart"] == {"model": str(net), "scale": 1.0, "control": "previz lineart"}
+    assert "controlnet" not in controls_meta
+
+
+def test_pose_and_lineart_together_both_scales_matter(store, story, layouts, monkeypatch):
+    monkeypatch.setattr(controls, "pose_images", _fake_pose)
+    model, net = tiny.tiny_sd15(store), str(tiny.tiny_controlnet(store))
+    both = renderer(model, controlnet=net, lineart=net, controlnet_scale=1.0, lineart_scale=1.0)
+    frames = list(both.render(story, layouts, [1, 2]))  # one batch: per-frame controls stay with their frame
+    assert type(both.session().pipe.controlnet).__name__ == "MultiControlNetModel"
+    assert set(frames[0].meta["controls"]) >= {"controlnet", "lineart"}
+    base = pixels(frames)
+    no_pose = pixels(renderer(model, controlnet=net, lineart=net, controlnet_scale=0.0, lineart_scale=1.0)
+                     .render(story, layouts, [2]))
+    no_lines = pixels(renderer(model, controlnet=net, lineart=net, controlnet_scale=1.0, lineart_scale=0.0)
+                      .render(story, layouts, [2]))
+    assert differs(base, no_pose, 2) > 10 and differs(base, no_lines, 2) > 10
+    alone = pixels(both.render(story, layouts, [2]))
+    assert differs(base, alone, 2) <= 1  # frame 2 got its own controls when batched with frame 1
+
+
+def test_sdxl_pose_and_lineart_together(store, story, layouts, monkeypatch):
+    monkeypatch.setattr(controls, "pose_images", _fake_pose)
+    model, net = tiny.tiny_sdxl(store), str(tiny.tiny_controlnet(store, sdxl=True))
+    both = pixels(renderer(model, controlnet=net, lineart=net).render(story, layouts, [1, 2]))
+    no_lines = pixels(renderer(model, controlnet=net, lineart=net, lineart_scale=0.0).render(story, layouts, [1, 2]))
+    assert both[1].shape == (H, W, 3) and differs(both, no_lines, 2) > 0
+
+
+def test_missing_lineart_model_fails_before_anything_is_written(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from autokose.cli import app
+
+    missing = str(tmp_path / "no-lineart")
+    with pytest.raises(InputError, match="--lineart"):
+        renderer(tiny.tiny_sd15(store), lineart=missing).check()
+    board = tmp_path / "board"
+    result = CliRunner().invoke(app, ["story", "Aldar Köse fools the Bai", "--scenes", "2", "--out", str(board),
+                                      "--model", str(tiny.tiny_sd15(store)), "--lineart", missing])
+    assert result.exit_code == 2 and "--lineart" in result.output
+    assert not board.exists()
+
+
 def test_sdxl_renders_with_long_prompts_and_lora(store, story, layouts):
     model = tiny.tiny_sdxl(store)
     plain = pixels(renderer(model).render(story, layouts, [2]))
@@ -397,3 +472,23 @@ def test_cli_story_then_render_only_reproduces_the_frame(store, tmp_path):
                                "--stages", "render"])
     assert missing.exit_code == 2
     assert "nobody/nothing-here" in missing.output
+
+
+def test_cli_story_with_openpose_and_lineart(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from autokose.cli import app
+
+    board, net = tmp_path / "board", str(tiny.tiny_controlnet(store))
+    result = CliRunner().invoke(app, [
+        "story", "Aldar Köse sells the greedy Bai a magic coat", "--scenes", "2", "--out", str(board),
+        "--model", str(tiny.tiny_sd15(store)), "--steps", "2", "--width", str(W), "--height", str(H),
+        "--stages", "write,cast,stage,render", "--controlnet", net, "--lineart", net, "--lineart-scale", "0.5"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((board / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["command"]["render"]["diffusion"]["lineart"] == net
+    for name in ("01", "02"):
+        assert (board / "frames" / f"{name}.png").is_file()
+        used = manifest["frames"][name]["controls"]
+        assert used["controlnet"] == {"model": net, "scale": 0.8, "control": "openpose"}
+        assert used["lineart"] == {"model": net, "scale": 0.5, "control": "previz lineart"}

@@ -83,6 +83,8 @@ IpAdapter = Annotated[Optional[str], typer.Option(help="IP-Adapter: h94 name (ip
 IpScale = Annotated[Optional[float], typer.Option(help="IP-Adapter scale.")]
 ControlNet = Annotated[Optional[str], typer.Option(help="OpenPose ControlNet (HF id, folder or file).")]
 ControlScale = Annotated[Optional[float], typer.Option(help="ControlNet conditioning scale.")]
+Lineart = Annotated[Optional[str], typer.Option(help="Lineart ControlNet fed previz lines (HF id, folder or file).")]
+LineartScale = Annotated[Optional[float], typer.Option(help="Lineart ControlNet conditioning scale (default 0.6).")]
 Consistency = Annotated[Optional[float], typer.Option(help="Consistent self-attention sampling rate across frames (0 = off).")]
 Scheduler = Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim or lcm.")]
 Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.")]
@@ -101,8 +103,8 @@ ClipModel = Annotated[Optional[str], typer.Option(help="CLIP model for scoring (
 
 # The options above that decide pixels, shared by `story` and `render`.
 RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
-                  "consistency", "scheduler", "steps", "cfg", "width", "height", "device", "dtype", "low_vram",
-                  "model_config", "batch_size")
+                  "lineart", "lineart_scale", "consistency", "scheduler", "steps", "cfg", "width", "height", "device",
+                  "dtype", "low_vram", "model_config", "batch_size")
 
 
 def render_settings(base: dict, *, width=None, height=None, **options) -> dict:
@@ -139,7 +141,8 @@ def story(
     llm_model: Annotated[Optional[str], typer.Option(help="LLM model name (or AUTOKOSE_LLM_MODEL).")] = None,
     llm_config: Annotated[Optional[Path], typer.Option(help="TOML/YAML file with base_url, model, api_key, timeout.")] = None,
     model: Model = None, vae: Vae = None, lora: Lora = None, ip_adapter: IpAdapter = None, ip_adapter_scale: IpScale = None,
-    controlnet: ControlNet = None, controlnet_scale: ControlScale = None, consistency: Consistency = None,
+    controlnet: ControlNet = None, controlnet_scale: ControlScale = None, lineart: Lineart = None,
+    lineart_scale: LineartScale = None, consistency: Consistency = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
     model_config: ModelConfig = None, batch_size: BatchSize = None,
@@ -180,7 +183,8 @@ def render(
     pick: Annotated[Optional[list[str]], typer.Option(help="Keep candidate C for scene S: S=C (repeatable).")] = None,
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages (cast,stage,render,score,export).")] = None,
     model: Model = None, vae: Vae = None, lora: Lora = None, ip_adapter: IpAdapter = None, ip_adapter_scale: IpScale = None,
-    controlnet: ControlNet = None, controlnet_scale: ControlScale = None, consistency: Consistency = None,
+    controlnet: ControlNet = None, controlnet_scale: ControlScale = None, lineart: Lineart = None,
+    lineart_scale: LineartScale = None, consistency: Consistency = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
     model_config: ModelConfig = None, batch_size: BatchSize = None,

@@ -18,6 +18,7 @@ Public API
     detect_arch(model, config=None) -> "sd15" | "sdxl"
     resolve_device(device) -> str;  resolve_dtype(dtype, device) -> torch.dtype
     load_pipeline(model, *, sdxl, vae, config, controlnet, dtype, device) -> diffusers pipeline
+        (controlnet: one spec, or a list of specs for a multi-ControlNet pipeline)
     load_vae(spec, *, arch, dtype) -> AutoencoderKL
     load_controlnet(spec, *, dtype) -> ControlNetModel
     load_components(model, *, sdxl, vae, config, dtype) -> Components  (for LoRA training:
@@ -256,9 +257,11 @@ def load_controlnet(spec: str, *, dtype=None):
 
 
 def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = None, config: str | None = None,
-                  controlnet: str | None = None, dtype=None, device: str | None = None):
+                  controlnet: str | list[str] | None = None, dtype=None, device: str | None = None):
     """A ready text-to-image pipeline (ControlNet variant when `controlnet` is given).
 
+    `controlnet` is one spec, or a list of specs: diffusers then wraps them in a
+    MultiControlNetModel, whose images and conditioning scales are lists in the same order.
     `sdxl` overrides architecture detection; `config` is the diffusers config folder for a
     single file (default: the shipped one for the detected architecture). Moved to `device`
     (None: leave on CPU, e.g. for model CPU offload).
@@ -267,8 +270,10 @@ def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = Non
     arch = ("sdxl" if sdxl else "sd15") if sdxl is not None else detect_arch(model)
     torch_dtype = resolve_dtype(dtype, device or "cpu")
     extra: dict[str, Any] = {}
-    if controlnet:
+    if controlnet and isinstance(controlnet, str):
         extra["controlnet"] = load_controlnet(controlnet, dtype=torch_dtype)
+    elif controlnet:
+        extra["controlnet"] = [load_controlnet(spec, dtype=torch_dtype) for spec in controlnet]
     if vae:
         layout = config or (source.location if source.kind == "folder" else None)
         extra["vae"] = load_vae(vae, arch=arch, dtype=torch_dtype, config=layout)

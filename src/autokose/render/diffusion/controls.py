@@ -17,7 +17,13 @@ memory and on disk, keyed by the image bytes and the encoder. FaceID variants ne
 InsightFace ArcFace embeddings, which AutoKöse does not compute: they are refused clearly.
 
 ControlNet. An OpenPose skeleton per frame drawn from the scene's Layout at the generation
-size (the same drawing as the board's control/NN_pose.png), with a conditioning scale.
+size (the same drawing as the board's control/NN_pose.png), with a conditioning scale. A
+lineart ControlNet, alone or beside OpenPose, takes the previz frame of the same layout drawn
+as its ink alone: every outline in the previz drawings is one colour (`previz.svg.INK`), so
+recolouring the SVG (ink white, all else black) and rasterising it gives exactly the drawn
+lines, one per outline and anti-aliased, whatever the fills or the time of day. Edge detection
+on the coloured frame would double every stroke (both sides of it), add the edges of fills and
+clouds, and lose lines on dark night scenes.
 """
 
 from __future__ import annotations
@@ -262,3 +268,37 @@ def pose_images(layouts, width: int, height: int) -> list:
     except ImportError:
         raise InputError("--controlnet: the OpenPose drawing module (autokose.openpose) is not available") from None
     return [draw_pose(layout, width, height).convert("RGB") for layout in layouts]
+
+
+_PAINT = re.compile(r'\b(fill|stroke)="([^"]*)"')
+
+
+def ink_only(svg: str) -> str:
+    """A previz SVG with its ink white and every other paint black (`none` stays unpainted).
+
+    Shapes keep their order, so fills still hide the lines behind them.
+    """
+    from autokose.previz.svg import INK
+
+    def repaint(m: re.Match) -> str:
+        attr, value = m.groups()
+        if value == "none" or value.startswith("url("):
+            return m.group(0)
+        return f'{attr}="{"#ffffff" if value.lower() == INK else "#000000"}"'
+
+    return _PAINT.sub(repaint, svg)
+
+
+def lineart_images(story, layouts, width: int, height: int) -> list:
+    """Lineart controls at the generation size, one per layout: the previz frame's ink, white on black.
+
+    Drawn from the layouts as given (as the pose skeletons are), so both controls line up;
+    the background's seed is the scene's own, so re-rolling a frame's noise keeps its lines.
+    """
+    from autokose.previz.designs import design_for
+    from autokose.render.previz import rasterise, scene_svg
+
+    designs = {c.id: design_for(c) for c in story.characters}
+    seeds = {sc.index: sc.seed for sc in story.scenes}
+    return [rasterise(ink_only(scene_svg(layout, designs, width, height, seeds.get(layout.index, 0))))
+            for layout in layouts]

@@ -32,6 +32,7 @@ from autokose.staging import Layout
 from autokose.story import Scene, Story
 
 log = logging.getLogger(__name__)
+EMPTY = Layout(index=0, shot="wide", setting="")  # controls for a scene the staging stage left out
 DEFAULT_BATCH = 8
 LOW_VRAM_BATCH = 2
 
@@ -86,7 +87,7 @@ class DiffusionRenderer:
         o = self.options
         if locate(o.model).kind == "hub" and hub_offline():
             hub_file(o.model, "model_index.json")
-        for what, spec in (("vae", o.vae), ("controlnet", o.controlnet)):
+        for what, spec in (("vae", o.vae), ("controlnet", o.controlnet), ("lineart", o.lineart)):
             if spec:
                 locate(spec, what)
         for spec in o.loras:
@@ -103,8 +104,10 @@ class DiffusionRenderer:
         o = self.options
         device = resolve_device(o.device)
         dtype = resolve_dtype(o.dtype, device)
-        pipe = load_pipeline(o.model, sdxl=o.sdxl, vae=o.vae, config=o.model_config_dir, controlnet=o.controlnet,
-                             dtype=dtype, device=None if o.low_vram else device)
+        nets = [spec for spec in (o.controlnet, o.lineart) if spec]  # the order of _control_inputs
+        pipe = load_pipeline(o.model, sdxl=o.sdxl, vae=o.vae, config=o.model_config_dir,
+                             controlnet=nets[0] if len(nets) == 1 else nets, dtype=dtype,
+                             device=None if o.low_vram else device)
         arch = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
         pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
         session = Session(pipe, arch, device, dtype)
@@ -178,7 +181,7 @@ class DiffusionRenderer:
                         consistency.read_bank()
                     consistency.set_step(0, o.steps)
                 done = n * o.steps
-                frames = self._denoise(s, [scenes[i] for i in batch], texts, windows, by_index, seeds,
+                frames = self._denoise(s, story, [scenes[i] for i in batch], texts, windows, by_index, seeds,
                                        width, height, guided, consistency,
                                        on_step=lambda i, done=done: self._report(done + i + 1, len(batches) * o.steps))
                 for frame in frames:
@@ -189,9 +192,9 @@ class DiffusionRenderer:
             if consistency is not None:
                 consistency.disable()
 
-    def _denoise(self, s: Session, batch: list[Scene], texts: dict[int, tuple[str, str]], windows: int,
-                 layouts: dict[int, Layout], seeds: dict[int, int], width: int, height: int, guided: bool,
-                 consistency, on_step=None) -> list[Frame]:
+    def _denoise(self, s: Session, story: Story, batch: list[Scene], texts: dict[int, tuple[str, str]],
+                 windows: int, layouts: dict[int, Layout], seeds: dict[int, int], width: int, height: int,
+                 guided: bool, consistency, on_step=None) -> list[Frame]:
         import torch
 
         o = self.options
@@ -204,10 +207,7 @@ class DiffusionRenderer:
         if emb.pooled is not None:
             kwargs.update(pooled_prompt_embeds=emb.pooled, negative_pooled_prompt_embeds=emb.negative_pooled)
         used = [self._controls_meta(s)] * len(batch)
-        if o.controlnet:
-            empty = Layout(index=0, shot="wide", setting="")
-            kwargs.update(image=controls.pose_images([layouts.get(sc.index, empty) for sc in batch], width, height),
-                          controlnet_conditioning_scale=o.controlnet_scale)
+        kwargs.update(self._control_inputs(s, story, [layouts.get(sc.index, EMPTY) for sc in batch], width, height))
         if s.ip is not None:
             embeds, masks, who = self._ip_inputs(s, batch, layouts, width, height, guided)
             kwargs.update(ip_adapter_image_embeds=embeds, cross_attention_kwargs={"ip_adapter_masks": masks})
@@ -239,6 +239,27 @@ class DiffusionRenderer:
         if self.progress is not None:
             self.progress("denoise", done, total)
 
+    def _control_inputs(self, s: Session, story: Story, layouts: list[Layout], width: int, height: int) -> dict:
+        """ControlNet images and scales: OpenPose, then lineart, as loaded.
+
+        One ControlNet takes a list of images (one per frame). Several take one batch tensor
+        per ControlNet, the form both the SD 1.5 and the SDXL multi-ControlNet pipelines accept
+        for a batch of frames (SDXL refuses per-frame nested lists).
+        """
+        o = self.options
+        used = []
+        if o.controlnet:
+            used.append((controls.pose_images(layouts, width, height), o.controlnet_scale))
+        if o.lineart:
+            used.append((controls.lineart_images(story, layouts, width, height), o.lineart_scale))
+        if not used:
+            return {}
+        if len(used) == 1:
+            return dict(image=used[0][0], controlnet_conditioning_scale=used[0][1])
+        process = s.pipe.control_image_processor.preprocess
+        return dict(image=[process(images, height=height, width=width) for images, _ in used],
+                    controlnet_conditioning_scale=[scale for _, scale in used])
+
     def _controls_meta(self, s: Session) -> dict:
         o = self.options
         meta: dict = {"loras": [{"path": lo.path, "weight": lo.weight, "character": lo.character} for lo in s.loras]}
@@ -246,6 +267,8 @@ class DiffusionRenderer:
             meta["vae"] = o.vae
         if o.controlnet:
             meta["controlnet"] = {"model": o.controlnet, "scale": o.controlnet_scale, "control": "openpose"}
+        if o.lineart:
+            meta["lineart"] = {"model": o.lineart, "scale": o.lineart_scale, "control": "previz lineart"}
         if s.ip is not None:
             meta["ip_adapter"] = {"model": o.ip_adapter, "scale": o.ip_adapter_scale}
         return meta

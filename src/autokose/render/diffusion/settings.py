@@ -34,6 +34,8 @@ class DiffusionSettings(BaseModel):
     ip_adapter_scale: float = Field(0.6, ge=0.0, le=2.0)
     controlnet: str | None = None
     controlnet_scale: float = Field(0.8, ge=0.0, le=2.0)
+    lineart: str | None = Field(None, description="Lineart ControlNet driven by the previz frame's ink lines.")
+    lineart_scale: float = Field(0.6, ge=0.0, le=2.0)
     consistency: float = Field(0.0, ge=0.0, le=1.0, description="Consistent self-attention rate (0 = off).")
     scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim", "lcm"] = "dpmpp_2m_karras"
     steps: int = Field(25, ge=1, le=200)
