@@ -17,10 +17,9 @@ from pathlib import Path
 
 from autokose import __version__
 from autokose.errors import InputError
-from autokose.fsio import ensure_writable_dir, sha256_file, write_json, write_text
+from autokose.fsio import ensure_writable_dir, read_json_object, sha256_file, write_json, write_text
 from autokose.story import Story
 
-import json
 
 MANIFEST_VERSION = 1
 
@@ -83,13 +82,7 @@ class Board:
     def load_manifest(self) -> dict:
         if not self.manifest_path.exists():
             return {}
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{self.manifest_path}: unreadable manifest ({e})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{self.manifest_path}: manifest must be a JSON object")
-        return data
+        return read_json_object(self.manifest_path, "manifest")
 
     def save_manifest(self, manifest: dict) -> None:
         manifest = dict(manifest)

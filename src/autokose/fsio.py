@@ -89,6 +89,20 @@ def read_text(path: Path | str, what: str) -> str:
         raise InputError(f"{path}: cannot read {what} ({e})") from None
 
 
+def read_json_object(path: Path | str, what: str, hint: str = "") -> dict:
+    """A user-facing JSON file that must hold an object; one-line InputErrors otherwise.
+
+    `hint` (e.g. "; run `autokose score` again") is appended to the messages.
+    """
+    try:
+        data = json.loads(read_text(path, what))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: unreadable {what} ({e}){hint}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: {what} must be a JSON object{hint}")
+    return data
+
+
 def ensure_writable_dir(path: Path | str, label: str | None = None) -> None:
     """Create `path` if needed and prove we can write there, before any long work starts."""
     path = Path(path)

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autokose.errors import InputError
+from autokose.fsio import read_text
 
 SCHEMA_VERSION = 1
 MAX_SCENES = 24
@@ -176,8 +177,6 @@ class Story(_Model):
 
     @classmethod
     def load(cls, path: Path) -> Story:
-        from autokose.fsio import read_text
-
         return cls.from_json(read_text(path, "story file"), source=str(path))
 
 

@@ -6,13 +6,11 @@ gathers what the bible and character cards point to.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autokose.bible import Bible
-from autokose.errors import InputError
-from autokose.fsio import read_text
+from autokose.fsio import read_json_object
 from autokose.story import Story
 
 
@@ -43,13 +41,7 @@ class IdentityAssets:
 
 
 def load_card(path: Path | str) -> dict:
-    try:
-        card = json.loads(read_text(path, "character card"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: unreadable character card ({e})") from None
-    if not isinstance(card, dict):
-        raise InputError(f"{path}: character card must be a JSON object")
-    return card
+    return read_json_object(path, "character card")
 
 
 def identity_assets(story: Story, bible: Bible) -> dict[str, IdentityAssets]:

@@ -10,7 +10,6 @@ All three are deterministic: the same board gives the same bytes.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from autokose.board import Board
 from autokose.errors import InputError
+from autokose.fsio import read_json_object
 from autokose.story import Story
 
 FORMATS = ("html", "pdf", "sheet")
@@ -63,10 +63,7 @@ def load_scores(board: Board) -> dict | None:
     path = board.root / SCORES_FILE
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: unreadable scores ({e}); delete it or run `autokose score` again") from None
-    if not isinstance(data, dict) or not isinstance(data.get("frames", {}), dict):
+    data = read_json_object(path, "scores", "; delete it or run `autokose score` again")
+    if not isinstance(data.get("frames", {}), dict):
         raise InputError(f"{path}: expected an object with a 'frames' object; delete it or run `autokose score` again")
     return data
