@@ -131,9 +131,8 @@ class QualityLoop:
         path = save_image(candidate_path(root, frame.index, k), frame.image)
         if frame.svg is not None:
             write_text(candidate_path(root, frame.index, k, "svg"), frame.svg)
-        cand = Candidate(k=k, seed=frame.seed, file=path.relative_to(root).as_posix(), sha256=sha256_file(path),
+        return Candidate(k=k, seed=frame.seed, file=path.relative_to(root).as_posix(), sha256=sha256_file(path),
                          key=self.keys[frame.index], seconds=round(seconds, 4), meta=dict(frame.meta))
-        return cand
 
     def recorded(self, index: int, k: int) -> Candidate | None:
         """The record of a candidate on disk, when it matches this scene, its settings and seed."""
@@ -149,13 +148,11 @@ class QualityLoop:
 
     def history(self, index: int) -> list[Candidate]:
         """Every valid candidate of a scene, from this run and earlier ones, by k."""
-        found = {}
+        found = dict(self.pool.get(index, {}))  # this run's are known: no need to re-read and re-hash them
         for path in (self.board.root / "candidates").glob(f"{index:02d}_*.json"):
             k = path.stem.split("_", 1)[1]
-            cand = self.recorded(index, int(k)) if k.isdigit() else None
-            if cand is not None:
+            if k.isdigit() and int(k) not in found and (cand := self.recorded(index, int(k))) is not None:
                 found[cand.k] = cand
-        found.update(self.pool.get(index, {}))
         return [found[k] for k in sorted(found)]
 
     def _reuse(self, index: int, k: int) -> tuple[Candidate, Frame] | None:
