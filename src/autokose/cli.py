@@ -201,8 +201,7 @@ def render(
     with user_errors():
         story_ = Story.load(story_json)
         board = Board(story_json.parent)
-        previous = board.load_manifest().get("command", {})
-        base = RunConfig.model_validate(previous) if previous else RunConfig()
+        base = saved_config(board)
         quality = base.quality.model_dump()
         quality.update(picks={**quality.get("picks", {}), **picks}, clip_model=clip_model or quality.get("clip_model"))
         if best_of != 1:
@@ -259,13 +258,20 @@ def score(
         if not board.story_path.exists():
             raise InputError(f"{board_dir}: no story.json here (is it a board folder?)")
         story_ = board.load_story()
-        size = board.load_manifest().get("command", {}).get("render", {})
-        aspect = size.get("width", 16) / size.get("height", 9)
-        scores = score_board(board, story_, stage_story(story_, aspect), clip_model=clip_model)
+        size = saved_config(board).render
+        scores = score_board(board, story_, stage_story(story_, size.width / size.height), clip_model=clip_model)
         from autokose.export import export_board
 
         export_board(board, story_, ["html"])
     typer.echo(json.dumps(scores.get("summary", {}), ensure_ascii=False, indent=2))
+
+
+def saved_config(board):
+    """The RunConfig a board was made with (its manifest), or the defaults for a hand-made board."""
+    from autokose.pipeline import RunConfig
+
+    previous = board.load_manifest().get("command", {})
+    return RunConfig.model_validate(previous) if previous else RunConfig()
 
 
 def _report(board) -> None:
