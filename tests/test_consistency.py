@@ -79,6 +79,64 @@ def test_another_frame_changes_this_frame_only_when_sharing(rate):
     assert torch.equal(other[:FRAMES], base[:FRAMES])  # the uncond half never sees the cond half
 
 
+RATES = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def test_rate_sets_how_many_tokens_each_frame_borrows(monkeypatch):
+    """The keys a frame attends to: its own tokens plus round(rate x tokens) from each other frame."""
+    import autokose.render.diffusion.consistency as consistency
+
+    model = unet()
+    ctl = enable_consistent_attention(model, 0.5)
+    name = ctl.layers[0]
+    attn = model.get_submodule(name.rsplit(".", 1)[0])
+    proc = model.attn_processors[name]
+    tokens = 64
+    h = torch.randn(2 * FRAMES, tokens, attn.to_q.in_features, generator=torch.Generator().manual_seed(3))
+    seen = []
+    sdpa = consistency.F.scaled_dot_product_attention
+
+    def spy(query, key, value, **kwargs):
+        seen.append(key.shape[-2])
+        return sdpa(query, key, value, **kwargs)
+
+    monkeypatch.setattr(consistency.F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        for rate in RATES:
+            ctl.rate = rate
+            proc(attn, h)
+    assert seen == [tokens + (FRAMES - 1) * max(1, round(rate * tokens)) for rate in RATES]
+
+
+def test_rate_magnitude_scales_the_effect_monotonically():
+    """More borrowed tokens pull a frame further from its stock output, in the processor and the UNet."""
+    model = unet()
+    ctl = enable_consistent_attention(model, 0.5)
+    name = ctl.layers[0]
+    attn = model.get_submodule(name.rsplit(".", 1)[0])
+    proc = model.attn_processors[name]
+    h = torch.randn(2 * FRAMES, 256, attn.to_q.in_features, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        stock = proc.original(attn, h)
+        moved = []
+        for rate in RATES:
+            ctl.rate = rate
+            moved.append(float((proc(attn, h) - stock).abs().mean()))
+    assert all(a < b for a, b in zip(moved, moved[1:])), moved
+    assert moved[-1] > 2 * moved[0]
+
+    g = torch.Generator().manual_seed(0)  # 16x16 latents: enough tokens for the UNet's effect to be smooth
+    latents, text = torch.randn(2 * FRAMES, 4, 16, 16, generator=g), torch.randn(2 * FRAMES, 5, 32, generator=g)
+    stock = run(unet(), latents, text)
+    outs = {}
+    for rate in (0.2, 0.8):
+        shared = unet()
+        enable_consistent_attention(shared, rate)
+        outs[rate] = run(shared, latents, text)
+    assert (outs[0.2] - outs[0.8]).abs().max() > 1e-3
+    assert (outs[0.8] - stock).abs().mean() > 1.2 * (outs[0.2] - stock).abs().mean()
+
+
 def test_guidance_halves_never_mix():
     model = unet()
     enable_consistent_attention(model, 1.0, blocks=("down", "mid", "up"))
