@@ -34,7 +34,6 @@ def make_board(root: Path, scenes: int) -> tuple[Board, Story]:
                    for i in range(1, scenes + 1)],
     })
     board = Board(root)
-    board.prepare()
     board.save_story(story)
     rng = np.random.default_rng(0)
     for i in range(1, scenes + 1):

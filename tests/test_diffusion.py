@@ -98,8 +98,17 @@ def test_settings_defaults_and_errors():
 def test_frame_size_rule():
     assert frame_size(960, 540, "sd15") == (768, 432)  # RenderSettings defaults → model-native 16:9
     assert frame_size(960, 540, "sdxl") == (1344, 768)
-    assert frame_size(1001, 563, "sd15") == (1000, 560)  # explicit sizes: down to a multiple of 8
-    assert frame_size(W, H, "sdxl") == (W, H)
+    assert frame_size(W, H, "sdxl") == (W, H)  # explicit sizes exactly as given
+    # not silently rounded: the manifest would record a size the frame does not have
+    with pytest.raises(InputError, match=r"^--width 65 must be a multiple of 8 for diffusion \(e\.g\. 64 or 72"):
+        frame_size(65, 64, "sd15")
+    with pytest.raises(InputError, match="--height 563"):
+        frame_size(1000, 563, "sd15")
+
+
+def test_width_not_a_multiple_of_8_fails_the_check_before_rendering(store):
+    with pytest.raises(InputError, match="--width 65"):
+        renderer(tiny.tiny_sd15(store), width=65).check()
 
 
 def test_prompt_from_scene_fields_has_triggers_appearance_and_setting(story):
@@ -116,8 +125,12 @@ def test_written_prompt_is_used_as_is_with_card_triggers():
                   negative_prompt="blurry, text")
     story = Story(title="t", logline="l", characters=[bible["aldar"], bible["bai"]], scenes=[scene])
     assert build_prompt(story, scene) == "ink sketch, aldarkose laughs at the Bai"
-    assert build_prompt(story, scene, {"aldar": "zx1"}) == "ink sketch, zx1 laughs at the Bai"
-    assert build_prompt(story, scene, {"bai": "zx2"}) == "zx2, ink sketch, aldarkose laughs at the Bai"
+    # exactly as written: card triggers are neither swapped in nor prepended
+    assert build_prompt(story, scene, {"aldar": "zx1"}) == "ink sketch, aldarkose laughs at the Bai"
+    assert build_prompt(story, scene, {"bai": "zx2"}) == "ink sketch, aldarkose laughs at the Bai"
+    # a prompt the bible builds does get the card's trigger
+    built = build_prompt(story, scene.model_copy(update={"prompt": ""}), {"bai": "zx2"})
+    assert "zx2" in built and "greedybai" not in built
     assert build_negative(story, scene, "Text, watermark") == "blurry, text, watermark"
     assert "watermark" in build_negative(story, scene.model_copy(update={"negative_prompt": ""}))
 
@@ -183,8 +196,39 @@ def test_denoising_steps_are_reported_as_progress(store, story, layouts):
     seen = []
     settings = renderer(tiny.tiny_sd15(store), batch_size=2).settings
     r = get_renderer(settings, assets={}, progress=lambda stage, done, total: seen.append((stage, done, total)))
-    list(r.render(story, layouts, [1, 2, 3]))
+    short = story.model_copy(update={"scenes": [s.model_copy(update={"prompt": "aldarkose the man"})
+                                                for s in story.scenes]})
+    list(r.render(short, layouts, [1, 2, 3]))
     assert seen == [("denoise", n, 4) for n in range(1, 5)]  # 2 batches × 2 steps
+
+
+def test_frames_are_batched_by_their_own_prompt_window_count():
+    from autokose.render.diffusion.renderer import denoise_calls
+
+    windows = {1: 4, 2: 6, 3: 4, 4: 4}
+
+    def calls(batches, coupled):
+        return [(c.rows, c.windows, c.real) for c in denoise_calls(batches, windows, coupled=coupled)]
+
+    # uncoupled: one call per window count inside each batch; rows keep their place, fillers elsewhere
+    assert calls([[1, 2, 3], [4]], False) == [([1, 1, 3], 4, [True, False, True]), ([2, 2, 2], 6, [False, True, False]),
+                                              ([4], 4, [True])]
+    assert calls([[1, 3, 4]], False) == [([1, 3, 4], 4, [True] * 3)]
+    # coupled frames stay together at the batch's largest count
+    assert calls([[1, 2, 3], [4]], True) == [([1, 2, 3], 6, [True] * 3), ([4], 4, [True])]
+
+
+@pytest.mark.slow
+def test_editing_one_prompt_leaves_the_other_frames_byte_identical(store, story, layouts):
+    """Re-rendering a whole board after making one scene's prompt much longer changes only that frame."""
+    model = tiny.tiny_sd15(store)
+    before = pixels(renderer(model).render(story, layouts, [1, 2, 3]))
+    long = ", ".join(["aldarkose the man in the steppe beside a yurt"] * 12)
+    edited = story.model_copy(update={"scenes": [s.model_copy(update={"prompt": long}) if s.index == 2 else s
+                                                 for s in story.scenes]})
+    after = pixels(renderer(model).render(edited, layouts, [1, 2, 3]))
+    assert differs(before, after, 2) > 0
+    assert differs(before, after, 1) == 0 and differs(before, after, 3) == 0
 
 
 @pytest.mark.parametrize("scheduler", ["euler_a", "ddim", "lcm"])

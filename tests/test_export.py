@@ -52,7 +52,6 @@ def make_story(n: int = 3, language: str = "ru") -> Story:
 def make_board(root, n: int = 3, missing: tuple[int, ...] = (), size=(192, 108), language: str = "ru"):
     board = Board(root)
     story = make_story(n, language)
-    board.prepare()
     board.save_story(story)
     for i in range(1, n + 1):
         if i in missing:

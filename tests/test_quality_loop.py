@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -248,7 +249,7 @@ def test_the_real_identity_scorer_leaves_faceless_frames_unscored(tmp_path):
 
 @pytest.mark.slow
 def test_diffusion_candidates_follow_their_seeds(tmp_path):
-    """With the real renderer (tiny SD 1.5): k = 0 is the plain frame, a pick re-renders exactly."""
+    """With the real renderer (tiny SD 1.5): k = 0 is the plain frame, a pick re-renders its candidate."""
     from tiny import tiny_sd15
 
     from autokose.render import RenderSettings, get_renderer
@@ -266,9 +267,39 @@ def test_diffusion_candidates_follow_their_seeds(tmp_path):
         assert np.array_equal(c0, plain[i]) and not np.array_equal(c0, c1)
         best = max((0, 1), key=lambda k: meta[f"{i:02d}"]["candidates"][k]["score"])
         assert meta[f"{i:02d}"]["kept"] == best
-    before = np.asarray(Image.open(cands / "01_1.png"))
+    before, other = (np.asarray(Image.open(cands / f"01_{k}.png")).astype(int) for k in (1, 0))
     (cands / "01_1.png").unlink()
     cfg = RunConfig(render=settings, quality=QualitySettings(best_of=2, picks={1: 1}))
     meta = loop(renderer, story, tmp_path / "board", cfg, bright_scorer, indices=[1])
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "board" / "frames" / "01.png")), before)
+    # Drawn alone, not in its round's batch of two: CPU kernels may round by one level (README).
+    again = np.asarray(Image.open(tmp_path / "board" / "frames" / "01.png")).astype(int)
+    assert np.abs(again - before).max() <= 1 < np.abs(again - other).max()
     assert meta["01"]["kept"] == 1 and meta["01"]["chosen"] == "picked: candidate 1"
+
+
+def test_best_of_with_nothing_to_score_by_warns_at_the_start(tmp_path, caplog):
+    """Previz puppets have no faces: with no CLIP model, --best-of says so before the first frame."""
+    pytest.importorskip("dlib")
+    warned_before_render = []
+
+    class Previz(SeedRenderer):
+        name = "previz"
+
+        def render(self, story, layouts, only, seeds=None):
+            warned_before_render.append(len(caplog.records))
+            yield from super().render(story, layouts, only, seeds)
+
+    with caplog.at_level(logging.WARNING, logger="autokose"):
+        loop(Previz(), make_story(2), tmp_path, RunConfig(quality=QualitySettings(best_of=3)), None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--best-of 3: nothing to score candidates by (previz puppets have no faces and no --clip-model was given); "
+        "every frame keeps its first candidate"]
+    assert warned_before_render[0] == 1
+
+
+def test_best_of_says_so_when_no_first_candidate_could_be_scored(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="autokose"):
+        run_loop(tmp_path, make_story(2), scorer=lambda frame, scene, layout: None, best_of=2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--best-of 2: nothing to score candidates by (no frame's first candidate had a face or anything else to "
+        "measure); every frame keeps its first candidate"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import re
 from functools import cache
 from pathlib import Path
 
@@ -283,7 +285,7 @@ def test_bad_frames_score_none_with_reasons(tmp_path):
     assert all(e["status"] == "none" and e["identity"] is None for e in f.values())
     assert "no face found" in f["01"]["reason"] and SKIPPED_NO_MODEL in f["01"]["reason"]
     assert "not rendered" in f["02"]["reason"]
-    assert "unreadable image" in f["03"]["reason"]
+    assert "frames/03.png: not an image" in f["03"]["reason"]
     assert "no face found" in f["04"]["reason"] and "no face found" in f["05"]["reason"]
     assert f["06"]["reason"] == "no characters in this scene"
     s = scores["summary"]
@@ -390,3 +392,61 @@ def test_cli_scores_a_previz_board(tmp_path):
     # Nothing to measure against and no CLIP model: the reason says so rather than faking a score.
     assert any(SKIPPED_NO_MODEL in e["reason"] for e in scores["frames"].values())
     assert 'class="badge none"' in (out / "board.html").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- hostile frames and settings
+def test_huge_frame_and_reference_are_refused_from_the_header(tmp_path):
+    """A 50000×50000 PNG as a frame or a reference: one reason each, no decoding, no crash."""
+    from test_bad_weights import png_header
+
+    bomb = png_header(tmp_path / "bomb.png", 50000, 50000)
+    story = story_of([["aldar"], ["aldar"]], references={"aldar": [str(bomb)]})
+    board = write_frames(tmp_path / "board", [puppet((200, 200, 200)), None])
+    png_header(board.frame_path(2), 50000, 50000)
+    scores = score_board(board, story, [layout(1), layout(2)])
+    assert scores["frames"]["02"]["reason"].startswith("frames/02.png: too large (")
+    assert f"aldar: reference {bomb}: too large" in scores["summary"]["note"]
+    (board.frame_path(2)).write_text("not a png")
+    reason = score_board(board, story, [layout(1), layout(2)])["frames"]["02"]["reason"]
+    assert reason == "frames/02.png: not an image"
+
+
+def test_previz_board_says_why_nothing_was_scored(tmp_path, caplog):
+    story = story_of([["aldar"], ["aldar"]])
+    board = write_frames(tmp_path, [puppet((200, 200, 200)), puppet((90, 160, 90))])
+    for n in (1, 2):
+        board.frame_path(n, "svg").write_text("<svg/>")  # what the previz renderer writes beside its frames
+    with caplog.at_level(logging.WARNING, logger="autokose"):
+        scores = score_board(board, story, [layout(1), layout(2)])
+    why = "previz puppets have no faces and no --clip-model was given: nothing to score"
+    assert scores["summary"]["reason"] == why
+    assert [r.getMessage() for r in caplog.records] == [why]
+    assert json.loads((tmp_path / SCORES_FILE).read_text())["summary"]["reason"] == why
+
+
+def test_a_frame_with_a_score_gives_no_reason(tmp_path):
+    story = story_of([["aldar"], ["aldar"]])
+    board = write_frames(tmp_path, [puppet((200, 200, 200)), puppet((90, 160, 90))])
+    scores = score_board(board, story, [layout(1), layout(2)], clip_model=str(tiny_clip(tmp_path / "m")))
+    assert scores["summary"]["reason"] is None and (tmp_path / HEATMAP_FILE).is_file()
+
+
+@pytest.mark.parametrize("case", ["missing folder", "no config", "not clip", "not cached"])
+def test_unloadable_clip_model_is_an_input_error_before_scoring(tmp_path, case):
+    from autokose.score.clip import check_clip_model
+
+    folder = tmp_path / "clip"
+    spec = {"missing folder": str(tmp_path / "nope"), "not cached": "nobody/no-such-clip"}.get(case, str(folder))
+    if case in ("no config", "not clip"):
+        folder.mkdir()
+    if case == "not clip":
+        (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    expected = {"missing folder": "not a CLIP model folder, and not a Hugging Face repo id",
+                "no config": "no config.json", "not clip": "not a CLIP model (its config says model_type 'bert')",
+                "not cached": "not in the local Hugging Face cache"}[case]
+    with pytest.raises(InputError, match=re.escape(f"--clip-model {spec}: {expected}")):
+        check_clip_model(spec)
+    board = write_frames(tmp_path / "board", [puppet((200, 200, 200))])
+    with pytest.raises(InputError, match="--clip-model"):
+        score_board(board, story_of([["aldar"]]), [layout(1)], clip_model=spec)
+    assert not (tmp_path / "board" / SCORES_FILE).exists()

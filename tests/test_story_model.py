@@ -87,3 +87,57 @@ def test_load_reports_missing_files(tmp_path):
 def test_display_names_fall_back_to_the_plain_name():
     c = Character(id="khan", name="the Khan", names={"ru": "Хан"})
     assert c.display_name(Language.ru) == "Хан" and c.display_name("kk") == "the Khan"
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda d: d.update(schema_version=99), "schema_version: version 99 is not supported (this AutoKöse reads "
+                                            "schema_version 1)"),
+    (lambda d: d["characters"][0]["palette"].update(robe="red"), "characters[0].palette: colour 'robe' is 'red'"),
+    (lambda d: d["characters"][0]["palette"].update(robe='#fff"/><script>'), "characters[0].palette"),
+    (lambda d: d.update(title="\ud800"), "title: lone surrogate"),
+    (lambda d: d["scenes"][1].update(caption="ok \udfff"), "scenes[1].caption: lone surrogate"),
+    (lambda d: d["scenes"][0]["blocking"].update({"\ud83d": {}}), "scenes[0].blocking: lone surrogate"),
+])
+def test_hostile_story_json_is_one_line(story, edit, needle, tmp_path):
+    data = json.loads(story.to_json())
+    edit(data)
+    path = tmp_path / "story.json"
+    path.write_text(json.dumps(data), encoding="ascii")  # lone surrogates as JSON escapes, as a file holds them
+    with pytest.raises(InputError) as info:
+        Story.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and needle in message and "\n" not in message
+
+
+def test_previz_palette_colours_stay_valid(story):
+    data = json.loads(story.to_json())
+    data["characters"][0]["palette"].update(robe="#abc", sash="#A0B1C2")
+    assert Story.from_json(json.dumps(data)).characters[0].palette["robe"] == "#abc"
+
+
+def test_deeply_nested_json_is_one_line():
+    with pytest.raises(InputError, match="nested too deeply"):
+        Story.from_json("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        Story.from_json('{"title": ' * 50_000 + "1" + "}" * 50_000)
+
+
+@pytest.mark.parametrize(("yaml_text", "needle"), [
+    ("characters:\n  - id: aldar\n    palette: {robe: red}\n", "characters[0].palette: colour 'robe'"),
+    ("characters:\n  - id: aldar\n    aliases: 5\n", "characters[0].aliases"),
+    ("characters:\n  - id: aldar\n    references: [1, 2]\n", "characters[0].references[0]"),
+    ("characters:\n  - id: aldar\n    lora: {a: 1}\n", "characters[0].lora"),
+    ("characters:\n  - id: kempir\n    name: [old, woman]\n", "characters[0].name"),
+    ('characters:\n  - id: aldar\n    name: "\\uD800"\n', "characters[0].name: lone surrogate"),
+    ("characters: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
+    ("characters: {aldar: 1}\n", "expected a top-level 'characters:' list"),
+])
+def test_a_characters_file_with_bad_types_is_one_line(tmp_path, yaml_text, needle):
+    from autokose.bible import load_bible
+
+    path = tmp_path / "cast.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_bible(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and needle in message and "\n" not in message

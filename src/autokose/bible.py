@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from autokose.errors import InputError
 from autokose.fsio import read_text
-from autokose.story import Character, format_validation_error
+from autokose.story import Character, check_text, format_validation_error
 
 PROTAGONIST = "aldar"
 
@@ -45,8 +45,13 @@ class Bible:
 def _read_entries(text: str, source: str) -> list[dict]:
     try:
         data = yaml.safe_load(text)
+        check_text(data)
     except yaml.YAMLError as e:
         raise InputError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(f"{source}: nested too deeply to be a characters file") from None
+    except ValueError as e:  # check_text: a lone surrogate
+        raise InputError(f"{source}: {e}") from None
     entries = data.get("characters") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError(f"{source}: expected a top-level 'characters:' list of mappings")

@@ -3,25 +3,57 @@
     story.json       the Story (edit it, then `autokose render` it)
     frames/NN.png    rendered frames (+ NN.svg from the previz renderer)
     control/NN_pose.png, NN_pose.json   OpenPose skeletons for ControlNet
+    candidates/NN_k.png, .svg, .json    candidates of the quality loop
     manifest.json    versions, parameters, seeds, input hashes, timings
+    scores.json, scores_heatmap.png     identity scores
     board.html, board.pdf, sheet.png    exports
+
+One run at a time: a run holds an exclusive lock on the folder (`Board.claim`), so a second run
+on the same board fails at once instead of interleaving its files with the first one's. The
+board only ever deletes the files named above (and leftover temp files of them): whatever else
+a user keeps in the folder is theirs.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from PIL import Image
+
 from autokose import __version__
 from autokose.errors import InputError
-from autokose.fsio import ensure_writable_dir, read_json_object, sha256_file, write_json, write_text
+from autokose.fsio import ensure_writable_dir, read_json_object, sha256_file, temp_target, write_json, write_text
+from autokose.images import Unreadable, check_size, reading
 from autokose.story import Story
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; boards there are not locked
+    fcntl = None
 
 MANIFEST_VERSION = 1
+SCORES_FILE = "scores.json"
+HEATMAP_FILE = "scores_heatmap.png"
+# Files the board writes, per sub-folder ("" is the board folder): the only ones it ever deletes.
+OWNED = {
+    "": re.compile(rf"^(story\.json|manifest\.json|board\.html|board\.pdf|sheet\.png|"
+                   rf"{re.escape(SCORES_FILE)}|{re.escape(HEATMAP_FILE)})$"),
+    "frames": re.compile(r"^\d{2}\.(png|svg)$"),
+    "control": re.compile(r"^\d{2}_pose\.(png|json)$"),
+    "candidates": re.compile(r"^\d{2}_\d+\.(png|svg|json)$"),
+}
+# Paths a run writes through or reads back; a symlink among them must stay inside the board.
+LINK_CHECKED = ("story.json", "manifest.json", SCORES_FILE, "frames", "control", "candidates")
+WRITE_PROBE = re.compile(r"^\.write-test-\d+$")  # fsio.ensure_writable_dir's probe, left by kill -9
 
 
 class Board:
@@ -55,21 +87,108 @@ class Board:
     def pose_path(self, index: int, ext: str = "png") -> Path:
         return self.root / "control" / f"{index:02d}_pose.{ext}"
 
+    def contains(self, path: Path) -> bool:
+        """Whether `path`, symlinks followed, lies inside the board folder (a symlink loop does not)."""
+        try:
+            return path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            return False
+
     # -- lifecycle -------------------------------------------------------------
-    def prepare(self, *, resume: bool = False, force: bool = False) -> None:
-        """Check the folder can take a new board; refuse to mix boards by accident."""
+    @contextmanager
+    def claim(self, *, fresh: bool) -> Iterator[Board]:
+        """Hold the board for one run: create the folder if needed, lock it, check and tidy it.
+
+        `fresh`: a new board, so the folder must be empty. Leftover temp files of a killed run
+        are removed. If the run fails, a folder it created is removed again as long as nothing
+        was finished in it, so a failed first run leaves nothing behind.
+        """
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise InputError(f"{self.root}: exists and is not a folder")
+            created = _make_dirs(self.root)
+        except OSError as e:  # no permission, a file among the parents, a name too long
+            raise InputError(f"{self.root}: output folder is not writable ({e.strerror or e})") from None
+        try:
+            with self.lock():
+                self.check(fresh=fresh)
+                ensure_writable_dir(self.root)
+                self.remove_temp_files()
+                yield self
+        except BaseException:
+            if created is not None:
+                _remove_empty_dirs(self.root, created)
+            raise
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock on the board folder for as long as the block runs.
+
+        flock on the folder itself: the kernel drops it when the process ends, kill -9
+        included, so a lock is never stale and no lock file is left in the board.
+        """
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"{self.root}: board is busy (another autokose run holds its lock); "
+                                 "wait for it to finish") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def check(self, *, fresh: bool = False) -> None:
+        """Refuse a folder a run cannot safely write into, before anything is written."""
         root = self.root
-        if root.exists() and not root.is_dir():
-            raise InputError(f"{root}: exists and is not a folder")
-        if root.exists() and any(root.iterdir()) and not (resume or force):
+        if fresh and any(root.iterdir()):
             raise InputError(f"{root}: folder is not empty (use --resume to continue it or --force to overwrite)")
-        ensure_writable_dir(root)
-        if force:
-            for sub in ("frames", "control"):
-                for f in (root / sub).glob("*") if (root / sub).is_dir() else []:
+        for name in LINK_CHECKED:
+            self._check_link(root / name)
+        for sub in ("frames", "control", "candidates"):
+            if (root / sub).exists() and not (root / sub).is_dir():
+                raise InputError(f"{root / sub}: exists and is not a folder (move it away)")
+        for path in self.owned_files():
+            if path.is_dir():
+                raise InputError(f"{path}: is a folder where the board keeps a file (move it away)")
+
+    def _check_link(self, path: Path) -> None:
+        if path.is_symlink() and not self.contains(path):
+            raise InputError(f"{path}: is a symlink that leaves the board or loops (to {os.readlink(path)}); "
+                             "replace it with a real file or folder")
+
+    def owned_files(self) -> Iterator[Path]:
+        """The entries named like files the board writes (see OWNED); a user's own files are not listed.
+
+        `check` refuses a folder under such a name, so after it these are all files (or links).
+        """
+        for sub, pattern in OWNED.items():
+            folder = self.root / sub
+            if folder.is_dir() and not folder.is_symlink():
+                yield from (f for f in folder.iterdir() if pattern.match(f.name))
+
+    def clear(self) -> None:
+        """Delete the previous board's files (--force), so none of its frames or scores survive as orphans."""
+        for path in list(self.owned_files()):
+            path.unlink()
+
+    def remove_temp_files(self) -> None:
+        """Delete temp files of board files that a killed run left (`.01.k3j_x9a2.png`), nothing else."""
+        for sub, pattern in OWNED.items():
+            folder = self.root / sub
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for f in folder.iterdir():
+                target = temp_target(f.name)
+                leftover = (target is not None and pattern.match(target)) or (sub == "" and WRITE_PROBE.match(f.name))
+                if leftover and f.is_file() and not f.is_symlink():
                     f.unlink()
 
     def load_story(self) -> Story:
+        self._check_link(self.story_path)
         return Story.load(self.story_path)
 
     def save_story(self, story: Story) -> None:
@@ -78,13 +197,68 @@ class Board:
     def missing_frames(self, story: Story) -> list[int]:
         return [s.index for s in story.scenes if not self.frame_path(s.index).exists()]
 
+    def unreadable_frames(self, story: Story) -> dict[int, str]:
+        """Scene index → why, for the frames on disk that do not decode (truncated, not a picture, a bomb).
+
+        Found before the first write: a later stage tripping over one would leave a half-updated board.
+        A symlink leading out of the board is not ours to judge (exports skip it).
+        """
+        broken = {}
+        for scene in story.scenes:
+            path = self.frame_path(scene.index)
+            if not path.exists() or not self.contains(path):
+                continue
+            try:
+                with reading(), Image.open(path) as im:
+                    check_size(im)
+                    im.load()
+            except Unreadable as e:
+                broken[scene.index] = str(e)
+        return broken
+
+    def check_frames(self, story: Story) -> None:
+        """Raise for the first frame on disk that does not decode."""
+        broken = self.unreadable_frames(story)
+        if broken:
+            raise self.unreadable(*next(iter(broken.items())))
+
+    def unreadable(self, index: int, why: str) -> InputError:
+        """The error for a frame that does not decode, saying how to draw it again."""
+        return InputError(f"{self.frame_path(index)}: {why}; draw it again with "
+                          f"`autokose render {self.story_path} --only {index}`")
+
+    def frame_entries(self, story: Story, recorded: dict) -> dict:
+        """The manifest's `frames` for the frames on disk: `recorded` entries that still match
+        their file, and an entry derived from the file (file, seed, sha256) for any other frame.
+
+        A run killed between writing a frame and saving the manifest leaves such frames.
+        """
+        entries = {}
+        for scene in story.scenes:
+            key, path = f"{scene.index:02d}", self.frame_path(scene.index)
+            if not path.is_file() or not self.contains(path):
+                continue
+            digest = sha256_file(path)
+            entry = recorded.get(key)
+            if not (isinstance(entry, dict) and entry.get("sha256") == digest):
+                entry = {"file": path.relative_to(self.root).as_posix(), "seed": scene.seed, "sha256": digest}
+            entries[key] = entry
+        return entries
+
     # -- manifest --------------------------------------------------------------
     def load_manifest(self) -> dict:
         if not self.manifest_path.exists():
             return {}
-        return read_json_object(self.manifest_path, "manifest")
+        self._check_link(self.manifest_path)
+        manifest = read_json_object(self.manifest_path, "manifest")
+        for key in ("command", "frames", "timings"):
+            if not isinstance(manifest.get(key, {}), dict):
+                raise InputError(f"{self.manifest_path}: '{key}' is not an object; delete manifest.json and run "
+                                 "again with --resume to rebuild it from the board")
+        return manifest
 
     def save_manifest(self, manifest: dict) -> None:
+        """Write the manifest atomically; it is saved after every frame, so it is never behind the frames."""
         manifest = dict(manifest)
         manifest["manifest_version"] = MANIFEST_VERSION
         manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -95,6 +269,7 @@ class Board:
         write_json(self.manifest_path, manifest)
 
 
+@cache
 def environment() -> dict:
     """Versions that can change pixels, for exact reruns."""
     versions = {"autokose": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
@@ -104,3 +279,23 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def _make_dirs(root: Path) -> Path | None:
+    """Create `root` and any missing parents; returns the topmost folder created (None if none was)."""
+    missing = [p for p in [root, *root.parents] if not p.exists()]
+    root.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+def _remove_empty_dirs(root: Path, top: Path) -> None:
+    """Remove `root` and its parents up to `top` when a failed run left them empty."""
+    for sub in sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    for folder in [root, *root.parents]:
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == top:
+            return

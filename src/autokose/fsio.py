@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -16,6 +17,9 @@ from autokose.errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# The names atomic_path gives its temporary files: `.{stem}.{8 random chars}{suffix}`, as
+# tempfile.mkstemp makes them. A run killed with -9 leaves these behind (see temp_target).
+TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)?$")
 
 
 @contextmanager
@@ -37,18 +41,38 @@ def atomic_path(path: Path | str, suffix: str | None = None):
         raise
 
 
-def write_bytes(path: Path | str, data: bytes) -> Path:
+def temp_target(name: str) -> str | None:
+    """The file a leftover temp file of atomic_path was going to become, or None if `name` is no temp file."""
+    m = TEMP_NAME.match(name)
+    return m["stem"] + (m["suffix"] or "") if m else None
+
+
+def write_bytes(path: Path | str, data: bytes, *, only_if_changed: bool = False) -> Path:
+    """Atomically write `data`. `only_if_changed` leaves a file that already holds exactly
+    `data` untouched (same inode and mtime), so a re-run rewrites only what really changed."""
+    path = Path(path)
+    if only_if_changed and _holds(path, data):
+        return path
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return Path(path)
+    return path
 
 
-def write_text(path: Path | str, text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.stat().st_size == len(data) \
+            and path.read_bytes() == data
+    except OSError:
+        return False
 
 
-def write_json(path: Path | str, data: Any) -> Path:
-    return write_text(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+def write_text(path: Path | str, text: str, *, only_if_changed: bool = False) -> Path:
+    return write_bytes(path, text.encode("utf-8"), only_if_changed=only_if_changed)
+
+
+def write_json(path: Path | str, data: Any, *, only_if_changed: bool = False) -> Path:
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+    return write_text(path, text, only_if_changed=only_if_changed)
 
 
 def write_with(path: Path | str, writer: Callable[[Path], Any]) -> Path:
@@ -98,6 +122,8 @@ def read_json_object(path: Path | str, what: str, hint: str = "") -> dict:
         data = json.loads(read_text(path, what))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: unreadable {what} ({e}){hint}") from None
+    except RecursionError:
+        raise InputError(f"{path}: unreadable {what} (nested too deeply){hint}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: {what} must be a JSON object{hint}")
     return data

@@ -23,6 +23,8 @@ Public API
     load_controlnet(spec, *, dtype) -> ControlNetModel
     load_components(model, *, sdxl, vae, config, dtype) -> Components  (for LoRA training:
         unet, vae, text encoders, tokenizers and a DDPM noise scheduler with the model's config)
+    require_diffusion(); check_model(model, config=None) -> arch; check_weights(path, what) -> keys
+    check_text_encoder_lora_support(what)  (transformers/peft combinations that cannot work)
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # Keys only an SDXL checkpoint has: the second (OpenCLIP bigG) text encoder, in LDM or diffusers naming.
 _SDXL_KEY_PREFIXES = ("conditioner.embedders.1.", "text_encoder_2.", "te2_text_model.")
+# Every original-layout (LDM) Stable Diffusion checkpoint keeps its UNet under this prefix.
+_LDM_UNET_PREFIX = "model.diffusion_model."
+# The parts of a diffusers pipeline folder a text-to-image pipeline cannot do without.
+_PIPELINE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+_WEIGHTED_PARTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+CORE_INSTALL = "--model needs the diffusion extra: pip install 'autokose[diffusion]' (install a torch build first)"
+# transformers 5.24 wants peft >= 0.22 for text-encoder LoRAs (the newest peft was 0.21 when it came out).
+TEXT_ENCODER_LORA = {"transformers": "5.24", "peft": "0.22"}
 
 
 def config_dir(arch: str) -> Path:
@@ -79,13 +89,76 @@ def check_weights_file(path: Path) -> Path:
 
 
 def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names in a safetensors file, from its header alone.
+
+    safetensors checks that the header's offsets cover the file exactly, so a truncated or
+    garbage file fails here without reading gigabytes of weights.
+    """
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with safe_open(str(path), framework="numpy") as f:
             return list(f.keys())
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise InputError(f"{path}: not a readable safetensors file ({e})") from None
+        raise InputError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+
+
+def check_weights(path: Path | str, what: str) -> list[str]:
+    """A weights file the `--what` option names: safetensors, present, readable; its tensor names."""
+    keys = safetensors_keys(check_weights_file(Path(path)))
+    if not keys:
+        raise InputError(f"--{what} {path}: the safetensors file holds no tensors")
+    return keys
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# --------------------------------------------------------------------------- installed libraries
+def require_diffusion() -> None:
+    """One line instead of an import traceback when torch/diffusers are not installed (the core install)."""
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        raise InputError(CORE_INSTALL) from None
+
+
+def installed_version(package: str):
+    """The installed version of `package` (a packaging Version), None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        return Version(version(package))
+    except PackageNotFoundError:
+        return None
+
+
+def check_text_encoder_lora_support(what: str) -> None:
+    """Refuse, before any work, the transformers/peft pairs that cannot load a text-encoder LoRA."""
+    from packaging.version import Version
+
+    tf, peft = installed_version("transformers"), installed_version("peft")
+    if tf is not None and peft is not None and tf >= Version(TEXT_ENCODER_LORA["transformers"]) \
+            and peft < Version(TEXT_ENCODER_LORA["peft"]):
+        raise InputError(peft_mismatch(what, tf, peft))
+
+
+def peft_mismatch(what: str, tf=None, peft=None) -> str:
+    tf = tf or installed_version("transformers")
+    peft = peft or installed_version("peft")
+    return (f"{what}: a text-encoder LoRA needs peft >= {TEXT_ENCODER_LORA['peft']} with transformers {tf}, "
+            f"but peft {peft} is installed; fix: pip install -c requirements/lock.txt "
+            f"'transformers<{TEXT_ENCODER_LORA['transformers']}' (or 'peft>={TEXT_ENCODER_LORA['peft']}')")
+
+
+def is_peft_version_error(e: BaseException) -> bool:
+    """transformers' own refusal of the installed peft, raised deep inside adapter loading."""
+    return "peft version" in str(e).lower() or "version of peft" in str(e).lower()
 
 
 # --------------------------------------------------------------------------- devices and dtypes
@@ -151,6 +224,31 @@ def locate(spec: str, what: str = "model") -> Source:
     raise InputError(f"--{what} {spec}: no such file or folder, and not a Hugging Face repo id (owner/name)")
 
 
+def check_part(spec: str, what: str, subfolders: tuple[str, ...] = ("",)) -> None:
+    """A VAE or ControlNet spec, checked without loading it: a readable file, or a folder with
+    config.json and safetensors weights (in one of `subfolders`), or a cached hub id when offline."""
+    source = locate(spec, what)
+    if source.kind == "file":
+        check_weights(source.location, what)
+    elif source.kind == "folder":
+        folders = [Path(source.location) / sub for sub in subfolders]
+        found = next((f for f in folders if (f / "config.json").is_file()), None)
+        if found is None:
+            raise InputError(f"--{what} {spec}: no config.json in the folder (give a diffusers {what} folder)")
+        check_folder_weights(found, what)
+    elif hub_offline():
+        hub_file(source.location, "config.json", what=what)
+
+
+def check_folder_weights(folder: Path, what: str) -> None:
+    """A diffusers/transformers model folder holds readable safetensors weights (never only pickles)."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise InputError(f"--{what}: no .safetensors weights in {folder} (pickled .bin weights are refused)")
+    for f in files:
+        check_weights(f, what)
+
+
 def hub_file(repo_id: str, filename: str, *, subfolder: str | None = None, what: str = "model") -> Path:
     """A file of a hub repo from the cache (or downloaded when online); InputError when missing."""
     from huggingface_hub import hf_hub_download
@@ -172,9 +270,49 @@ def _model_index(source: Source) -> dict:
     else:
         index = hub_file(source.location, "model_index.json")
     try:
-        return json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{index}: unreadable model_index.json ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{index}: model_index.json must be a JSON object")
+    if source.kind == "folder":
+        _check_parts(Path(source.location), data)
+    return data
+
+
+def _check_parts(folder: Path, index: dict) -> None:
+    """Every part a pipeline needs is a subfolder with its weights: diffusers' own errors are cryptic."""
+    for part in _PIPELINE_PARTS + ("text_encoder_2", "tokenizer_2"):
+        if index.get(part) in (None, [None, None]):
+            continue
+        if not (folder / part).is_dir():
+            raise InputError(f"--model: no {part}/ in {folder} (is it a diffusers pipeline folder?)")
+        if part in _WEIGHTED_PARTS:
+            check_folder_weights(folder / part, "model")
+
+
+def checkpoint_keys(path: Path | str) -> list[str]:
+    """The keys of a single-file Stable Diffusion checkpoint; a LoRA, VAE or other file is refused."""
+    keys = check_weights(path, "model")
+    if not any(k.startswith(_LDM_UNET_PREFIX) for k in keys):
+        raise InputError(f"--model {path}: not a Stable Diffusion checkpoint (no {_LDM_UNET_PREFIX}* UNet weights "
+                         "among its tensors; a LoRA goes to --lora, a VAE to --vae)")
+    return keys
+
+
+def check_model(model: str, config: str | None = None) -> str:
+    """Everything about `--model` that can be known without loading weights; its architecture.
+
+    A hub id must be in the cache when offline (online it is fetched when loading); a folder
+    must hold every pipeline part; a single file must be an SD checkpoint with a config folder.
+    """
+    source = locate(model)
+    if source.kind == "hub" and not hub_offline():
+        return "sd15"  # unknown until fetched; only the config folder check below depends on it
+    arch = detect_arch(model)
+    if source.kind == "file" and config and not (Path(config) / "model_index.json").is_file():
+        raise InputError(f"--model-config {config}: no model_index.json (give a diffusers pipeline or config folder)")
+    return arch
 
 
 def arch_of_keys(keys) -> str:
@@ -185,7 +323,7 @@ def detect_arch(model: str, config: str | None = None) -> str:
     """'sdxl' or 'sd15' from the folder's model_index.json or the single file's keys."""
     source = locate(model)
     if source.kind == "file":
-        return arch_of_keys(safetensors_keys(Path(source.location)))
+        return arch_of_keys(checkpoint_keys(source.location))
     index = _model_index(source)
     return "sdxl" if ("text_encoder_2" in index or "XL" in index.get("_class_name", "")) else "sd15"
 
@@ -205,18 +343,27 @@ def _hub_error(repo_id: str, what: str, e: Exception) -> InputError:
                       f"{how_to_get(repo_id)}")
 
 
+_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+# diffusers' own exception types (matched by name: their modules move between releases).
+_LIBRARY_LOAD_ERRORS = {"SingleFileComponentError"}
+
+
 @contextmanager
-def _loading(source: Source, what: str, spec: str, detail: str = ""):
-    """Turn a library's load failure into one line naming the option, and for hub ids how to get them."""
+def _loading(source: Source, what: str, spec: str, detail: str = "", hint: str = ""):
+    """Turn a library's load failure into one line naming the option, and for hub ids how to get them.
+
+    RuntimeError covers weights whose shapes do not fit the configs (torch's size mismatch).
+    """
     try:
         yield
     except InputError:
         raise
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:
+        if not isinstance(e, _LOAD_ERRORS) and type(e).__name__ not in _LIBRARY_LOAD_ERRORS:
+            raise
         if source.kind == "hub":
             raise _hub_error(source.location, what, e) from None
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"--{what} {spec}: cannot load{detail} ({first})") from None
+        raise InputError(f"--{what} {spec}: cannot load{detail} ({_first_line(e)[:300]}){hint}") from None
 
 
 # --------------------------------------------------------------------------- loaders
@@ -266,7 +413,10 @@ def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = Non
     single file (default: the shipped one for the detected architecture). Moved to `device`
     (None: leave on CPU, e.g. for model CPU offload).
     """
+    require_diffusion()
     source = locate(model)
+    if source.kind == "file":
+        checkpoint_keys(source.location)  # a LoRA or VAE given as --model, truncated files: one clear line
     arch = ("sdxl" if sdxl else "sd15") if sdxl is not None else detect_arch(model)
     torch_dtype = resolve_dtype(dtype, device or "cpu")
     extra: dict[str, Any] = {}
@@ -289,7 +439,10 @@ def load_pipeline(model: str, *, sdxl: bool | None = None, vae: str | None = Non
 
 
 def _load(cls, source: Source, arch: str, config: str | None, torch_dtype, extra: dict):
-    with _loading(source, "model", source.location, f" as {arch}"):
+    # A single file read with the shipped configs fails when its shapes are not the released ones.
+    hint = "" if source.kind != "file" or config else (
+        f"; if it is not a standard {arch} checkpoint, give its diffusers config folder with --model-config")
+    with _loading(source, "model", source.location, f" as {arch}", hint):
         if source.kind == "file":
             folder = Path(config) if config else config_dir(arch)
             if not (folder / "model_index.json").is_file():

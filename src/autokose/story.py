@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,8 @@ from autokose.fsio import read_text
 SCHEMA_VERSION = 1
 MAX_SCENES = 24
 MAX_LOGLINE_CHARS = 1000
+COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")  # what the previz renderer reads (svg.rgb)
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class Language(str, Enum):
@@ -88,6 +91,14 @@ class Character(_Model):
     )
     names: dict[str, str] = Field(default_factory=dict, description="Display name per language code.")
 
+    @field_validator("palette")
+    @classmethod
+    def _colours(cls, palette: dict[str, str]) -> dict[str, str]:
+        for name, colour in palette.items():
+            if not COLOUR.match(colour):
+                raise ValueError(f"colour '{name}' is {colour!r}; expected #rrggbb (or #rgb)")
+        return palette
+
     def display_name(self, language: Language | str) -> str:
         code = language.value if isinstance(language, Language) else language
         return self.names.get(code, self.name)
@@ -132,6 +143,13 @@ class Story(_Model):
     characters: list[Character]
     scenes: Annotated[list[Scene], Field(min_length=1, max_length=MAX_SCENES)]
 
+    @field_validator("schema_version")
+    @classmethod
+    def _supported(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"version {v} is not supported (this AutoKöse reads schema_version {SCHEMA_VERSION})")
+        return v
+
     @field_validator("logline")
     @classmethod
     def _logline_not_blank(cls, v: str) -> str:
@@ -168,12 +186,15 @@ class Story(_Model):
     def from_json(cls, text: str, source: str = "story.json") -> Story:
         try:
             data = json.loads(text)
+            check_text(data)
+            return cls.model_validate(data)
         except json.JSONDecodeError as e:
             raise InputError(f"{source}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            raise InputError(f"{source}: {format_validation_error(e)}") from None
+        except RecursionError:
+            raise InputError(f"{source}: nested too deeply to be a story") from None
+        except ValueError as e:  # ValidationError and check_text's
+            msg = format_validation_error(e) if isinstance(e, ValidationError) else str(e)
+            raise InputError(f"{source}: {msg}") from None
 
     @classmethod
     def load(cls, path: Path) -> Story:
@@ -189,6 +210,28 @@ def format_validation_error(e: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def check_text(data, loc: str = "", seen: set[int] | None = None) -> None:
+    """Raise ValueError naming the first string of parsed JSON/YAML `data` that is not valid Unicode.
+
+    JSON's `\\ud800` escape and YAML's `"\\uD800"` give lone surrogates, which cannot be
+    written back as UTF-8: refused here, not with a traceback when the board is saved.
+    `seen` visits a container shared through YAML aliases once (no "billion laughs").
+    """
+    seen = set() if seen is None else seen
+    if isinstance(data, str):
+        if SURROGATE.search(data):
+            raise ValueError(f"{loc or 'text'}: lone surrogate (an unpaired \\ud800-\\udfff escape); not valid Unicode")
+        return
+    if not isinstance(data, (dict, list)) or id(data) in seen:
+        return
+    seen.add(id(data))
+    items = data.items() if isinstance(data, dict) else ((f"[{n}]", v) for n, v in enumerate(data))
+    for key, value in items:
+        check_text(key, loc, seen)
+        name = key if isinstance(data, list) else f".{key}" if loc else str(key)
+        check_text(value, f"{loc}{name}", seen)
 
 
 def story_schema() -> dict:

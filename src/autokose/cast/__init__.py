@@ -41,18 +41,26 @@ class IdentityAssets:
 
 
 def load_card(path: Path | str) -> dict:
-    return read_json_object(path, "character card")
+    """A character card, its fields checked (one line naming a wrongly typed one)."""
+    from autokose.cast.card import validate_card
+
+    return validate_card(read_json_object(path, "character card"), path)
 
 
 def identity_assets(story: Story, bible: Bible) -> dict[str, IdentityAssets]:
-    """Assets for every character in the story; a card fills in what the bible leaves out."""
+    """Assets for every character in the story; a card fills in what story.json and the bible leave out.
+
+    story.json is the board's contract: a LoRA, card or reference images named on its
+    character win over the bible's, so an edit there is never silently ignored.
+    """
     out: dict[str, IdentityAssets] = {}
     for ch in story.characters:
         entry = bible.characters.get(ch.id, ch)
-        card = load_card(entry.card) if entry.card else None
-        root = Path(entry.card).parent if entry.card else Path(".")
-        lora_spec = entry.lora or (str(root / card["lora"]) if card and card.get("lora") else None)
-        refs = entry.references or [str(root / r) for r in (card or {}).get("references", [])]
+        card_path = ch.card or entry.card
+        card = load_card(card_path) if card_path else None
+        root = Path(card_path).parent if card_path else Path(".")
+        lora_spec = ch.lora or entry.lora or (str(root / card["lora"]) if card and card.get("lora") else None)
+        refs = ch.references or entry.references or [str(root / r) for r in (card or {}).get("references", [])]
         out[ch.id] = IdentityAssets(
             character_id=ch.id,
             trigger=ch.trigger or entry.trigger or (card or {}).get("trigger", ""),

@@ -30,15 +30,58 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from autokose import __version__
 from autokose.cast.dataset import TrainingSet
 from autokose.errors import InputError
 from autokose.faces import embedding_centroid
 from autokose.fsio import save_image, sha256_file, write_json
+from autokose.story import format_validation_error
 
 CARD_NAME = "card.json"
 CARD_VERSION = 1
 REFERENCES = "references"
+
+
+class _Skipped(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    file: str = ""
+    reason: str = ""
+
+
+class CardFields(BaseModel):
+    """The types of the card fields anything reads (the renderer, scoring, `character show`).
+
+    Cards are JSON users can edit; a wrongly typed field must be one clear line, not a
+    traceback wherever it is first used. Other keys are kept as they are.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    character: str = ""
+    name: str = ""
+    trigger: str = ""
+    lora: str | None = None
+    lora_kohya: str | None = None
+    caption: str = ""
+    base_model: dict = {}
+    training: dict = {}
+    references: list[str] = []
+    skipped: list[_Skipped] = []
+    validation: list[str] = []
+    faces_found: int = 0
+    face_centroid: list[float] | None = None
+
+
+def validate_card(card: dict, path: Path | str) -> dict:
+    """`card` as read, once its fields have the types readers rely on; InputError naming the first bad one."""
+    try:
+        CardFields.model_validate(card)
+    except ValidationError as e:
+        raise InputError(f"{path}: character card field {format_validation_error(e)}") from None
+    return card
 
 
 def base_model_fingerprint(spec: str, config: str | None = None) -> dict:

@@ -117,18 +117,49 @@ def latest_checkpoint(out: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
+def load_checkpoint(path: Path, max_step: int | None = None) -> Checkpoint:
+    """Read a checkpoint folder; any damage (truncated or garbage files, a missing, mistyped or
+    impossible step, a step past `max_step`) is one "unreadable checkpoint" InputError."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     try:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("state.json is not a JSON object")
+        step = _step(meta, path, max_step)
         weights = load_file(str(path / "weights.safetensors"))
         tensors = load_file(str(path / "state.safetensors"))
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: unreadable checkpoint ({e}); delete it to resume from an earlier one") from None
-    return Checkpoint(step=int(meta["step"]), weights=weights, states=unflatten(meta["states"], tensors),
-                      extra=meta.get("extra", {}), path=path)
+        states = unflatten(meta.get("states", {"__dict__": []}), tensors)
+        extra = meta.get("extra", {})
+        if not isinstance(states, dict) or not isinstance(extra, dict):
+            raise ValueError("states and extra must be objects")
+    except (OSError, UnicodeDecodeError, ValueError, SafetensorError, KeyError, TypeError, AttributeError,
+            IndexError) as e:  # damaged files, and whatever a tampered structure raises while unflattening
+        raise InputError(f"{path}: unreadable checkpoint ({describe(e)}); "
+                         "delete it to resume from an earlier one") from None
+    return Checkpoint(step=step, weights=weights, states=states, extra=extra, path=path)
+
+
+def _step(meta: dict, path: Path, max_step: int | None) -> int:
+    """The checkpoint's step: an integer, the one its folder is named after, within the run's steps."""
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"'step' is {step!r}, not a step number")
+    named = _NAME.match(path.name)
+    if named and int(named[1]) != step:
+        raise ValueError(f"'step' is {step} but the folder is {path.name}")
+    if max_step is not None and step > max_step:
+        raise ValueError(f"step {step} is beyond the run's {max_step} steps")
+    return step
+
+
+def describe(e: Exception) -> str:
+    """One line: the message, named by its type where the message alone says little (a KeyError's key)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return (text if text and not isinstance(e, (KeyError, TypeError, AttributeError, IndexError))
+            else f"{type(e).__name__}: {text}")[:200]
 
 
 def prune_checkpoints(out: Path, keep: int) -> None:

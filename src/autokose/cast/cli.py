@@ -57,7 +57,9 @@ def train(
 ) -> None:
     """Train CHARACTER's identity LoRA (DreamBooth) from reference images; writes LoRA files and card.json."""
     from autokose.bible import load_bible
-    from autokose.cli import console, fail, user_errors
+    from rich.text import Text
+
+    from autokose.cli import console, fail, literal, user_errors
     from autokose.story import Character
 
     with user_errors():
@@ -88,9 +90,11 @@ def train(
         )
         with _training_progress(console, steps) as (on_step, log):
             result = train_character(cfg, resume=resume, force=force, on_step=on_step, log=log)
-    console.print(f"[green]character trained:[/] {result.card}  ({result.steps} steps, "
-                  f"final loss {result.final_loss}, {result.seconds:.0f} s)", highlight=False)
-    console.print(f"use it: add `card: {result.card}` to {character}'s entry in your --characters YAML", highlight=False)
+    console.print(Text("character trained:", style="green"),
+                  literal(f"{result.card}  ({result.steps} steps, final loss {result.final_loss}, {result.seconds:.0f} s)"),
+                  highlight=False, soft_wrap=True)
+    console.print(literal(f"use it: add `card: {result.card}` to {character}'s entry in your --characters YAML"),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -104,7 +108,7 @@ def show(
 
     from autokose.cast import load_card
     from autokose.cast.card import CARD_NAME, card_summary, dump
-    from autokose.cli import user_errors
+    from autokose.cli import literal, user_errors
 
     path = card / CARD_NAME if card.is_dir() else card
     with user_errors():
@@ -114,8 +118,8 @@ def show(
         return
     table = Table(show_header=False)
     for label, value in card_summary(data):
-        table.add_row(label, str(value))
-    Console().print(table)
+        table.add_row(literal(label), literal(value))
+    Console(highlight=False).print(table)
 
 
 def _absolute(path: Path) -> Path:

@@ -12,15 +12,15 @@ from the character bible with the trigger token ("a photo of aldarkose, <appeara
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps
 
 from autokose import faces
 from autokose.errors import InputError
+from autokose.images import MAX_PIXELS, Unreadable, check_size, reading
 from autokose.story import Character
 
 # Three is the least DreamBooth can separate "this person" from "this photo" with;
@@ -29,7 +29,6 @@ MIN_IMAGES = 3
 RECOMMENDED_IMAGES = 10
 # Images are refused above this many pixels before any decoding (decompression bombs,
 # 20000×20000 scans): 64 Mpx is 8000×8000, beyond any camera a user would crop a face from.
-MAX_PIXELS = 64_000_000
 DEFAULT_CAPTION = "a photo of {trigger}, {appearance}"
 CAPTION_SUFFIX = ".txt"
 # Files that sit beside references without being one: never reported as skipped.
@@ -120,14 +119,10 @@ def load_image(path: Path, *, min_side: int, max_pixels: int = MAX_PIXELS,
     bomb costs nothing. JPEGs are decoded at a reduced scale when `draft_side` allows.
     """
     try:
-        with warnings.catch_warnings():
-            # Our own, lower limit applies below; PIL's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with reading():
             image = Image.open(path)
+            check_size(image, max_pixels)
             width, height = image.size
-            if width * height > max_pixels:
-                raise Unusable(f"too large ({width}×{height} = {width * height / 1e6:.0f} Mpx; "
-                               f"the limit is {max_pixels / 1e6:.0f} Mpx)")
             if min(width, height) < min_side:
                 raise Unusable(f"too small ({width}×{height}; the short side must be at least {min_side} px)")
             # The source's (height, width) once upright: EXIF orientations 5–8 swap the sides.
@@ -137,12 +132,8 @@ def load_image(path: Path, *, min_side: int, max_pixels: int = MAX_PIXELS,
                 image.draft("RGB", (draft_side, draft_side))
             image = ImageOps.exif_transpose(image)
             image.load()
-    except Image.DecompressionBombError:
-        raise Unusable("too large (a decompression bomb by PIL's limit)") from None
-    except UnidentifiedImageError:
-        raise Unusable("not an image") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt files
-        raise Unusable(f"unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except Unreadable as e:
+        raise Unusable(str(e)) from None
     return to_rgb(image), original_size
 
 

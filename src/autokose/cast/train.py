@@ -202,8 +202,11 @@ def reconcile(out: Path, config: TrainConfig) -> TrainConfig:
         return config
     try:
         saved = TrainConfig.model_validate_json(saved_path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{saved_path}: unreadable training config ({e}); use --force to start over") from None
+    except ValidationError as e:
+        raise InputError(f"{saved_path}: unreadable training config ({format_validation_error(e)}); "
+                         "use --force to start over") from None
     for name in TrainConfig.model_fields:
         if name in RESUMABLE_CHANGES:
             continue
@@ -251,8 +254,13 @@ class LoraTrainer:
 
     # -- set-up ------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        from autokose.models import check_text_encoder_lora_support, require_diffusion
+
         cfg = self.config
         t0 = time.perf_counter()
+        require_diffusion()
+        if cfg.train_text_encoder:
+            check_text_encoder_lora_support("--train-text-encoder")
         prepare_output(self.out, cfg.character, resume=self.resume, force=self.force)
         if self.resume:
             reconcile(self.out, cfg)
@@ -316,6 +324,8 @@ class LoraTrainer:
         from diffusers.training_utils import cast_training_params
         from peft import LoraConfig
 
+        from autokose.models import is_peft_version_error, peft_mismatch
+
         cfg = self.config
         c = self.comps
         self.trained = {"unet": c.unet}
@@ -326,8 +336,13 @@ class LoraTrainer:
                                           target_modules=list(UNET_TARGETS)))
             if cfg.train_text_encoder:
                 for name, te in zip(("text_encoder", "text_encoder_2"), self.text_encoders):
-                    te.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
-                                              target_modules=list(TEXT_ENCODER_TARGETS)))
+                    try:
+                        te.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                                                  target_modules=list(TEXT_ENCODER_TARGETS)))
+                    except (ValueError, ImportError) as e:
+                        if is_peft_version_error(e):
+                            raise InputError(peft_mismatch("--train-text-encoder")) from None
+                        raise
                     self.trained[name] = te
         # LoRA weights train in fp32 whatever the frozen weights' dtype.
         cast_training_params(list(self.trained.values()), dtype=torch.float32)
@@ -446,20 +461,28 @@ class LoraTrainer:
         if path is None:
             self.log("no checkpoint to resume from; starting at step 0")
             return 0
-        saved = ckpt.load_checkpoint(path)
+        saved = ckpt.load_checkpoint(path, max_step=self.config.steps)
         params = self.trainable_parameters()
-        missing = set(params) ^ set(saved.weights)
-        if missing:
-            raise InputError(f"{path}: checkpoint does not match this model ({len(missing)} LoRA weights differ); "
+        differ = set(params) ^ set(saved.weights)
+        differ |= {name for name, p in params.items() if name in saved.weights and saved.weights[name].shape != p.shape}
+        if differ:
+            raise InputError(f"{path}: checkpoint does not match this model ({len(differ)} LoRA weights differ); "
                              "use --force to start over")
+        losses = saved.extra.get("losses", [])
+        try:
+            if not isinstance(losses, list) or not all(isinstance(v, (int, float)) for v in losses):
+                raise ValueError("its losses are not a list of numbers")
+            self.optimizer.load_state_dict(saved.states["optimizer"])
+            self.lr_scheduler.load_state_dict(saved.states["lr_scheduler"])
+            if self.accelerator.scaler is not None and "grad_scaler" in saved.states:
+                self.accelerator.scaler.load_state_dict(saved.states["grad_scaler"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise InputError(f"{path}: unreadable checkpoint ({ckpt.describe(e)}); "
+                             "delete it to resume from an earlier one") from None
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(saved.weights[name].to(p.device, p.dtype))
-        self.optimizer.load_state_dict(saved.states["optimizer"])
-        self.lr_scheduler.load_state_dict(saved.states["lr_scheduler"])
-        if self.accelerator.scaler is not None and "grad_scaler" in saved.states:
-            self.accelerator.scaler.load_state_dict(saved.states["grad_scaler"])
-        self.losses = list(saved.extra.get("losses", []))[: saved.step]
+        self.losses = [float(v) for v in losses][: saved.step]
         self.log(f"resumed from {path.relative_to(self.out)} at step {saved.step}/{self.config.steps}")
         return saved.step
 

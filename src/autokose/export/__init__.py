@@ -5,24 +5,27 @@
     sheet.png    contact sheet of every frame
 
 Missing frames (not rendered yet) become placeholders, so a board can be exported at any stage.
+A frame that is a symlink leading out of the board is not embedded (a placeholder and a
+warning instead): exports are mailed around, and must not carry files from elsewhere.
 All three are deterministic: the same board gives the same bytes.
 """
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from autokose.board import Board
+from autokose.board import SCORES_FILE, Board
 from autokose.errors import InputError
 from autokose.fsio import read_json_object
+from autokose.images import Unreadable, open_rgb
 from autokose.story import Story
 
 FORMATS = ("html", "pdf", "sheet")
-SCORES_FILE = "scores.json"
-HEATMAP_FILE = "scores_heatmap.png"
+log = logging.getLogger("autokose")
 
 
 def export_board(board: Board, story: Story, formats: list[str]) -> dict[str, Path]:
@@ -45,17 +48,25 @@ def font_path(bold: bool = False) -> Path:
 
 
 def frame_files(board: Board, story: Story) -> dict[int, Path]:
-    """Scene index → frame file, for the frames that exist."""
-    return {s.index: board.frame_path(s.index) for s in story.scenes if board.frame_path(s.index).is_file()}
+    """Scene index → frame file, for the frames that exist and lie inside the board."""
+    files = {}
+    for scene in story.scenes:
+        path = board.frame_path(scene.index)
+        if not path.is_file():
+            continue
+        if not board.contains(path):
+            log.warning("%s is a symlink that leaves the board; not embedded (a placeholder instead)", path)
+            continue
+        files[scene.index] = path
+    return files
 
 
 def open_frame(path: Path) -> Image.Image:
     """A frame as RGB; a broken file is the user's to fix, so it is an InputError."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
-        raise InputError(f"{path}: not a readable image ({e})") from None
+        return open_rgb(path)
+    except Unreadable as e:
+        raise InputError(f"{path}: {e}") from None
 
 
 def load_scores(board: Board) -> dict | None:

@@ -11,14 +11,15 @@ import io
 from html import escape
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from autokose import __version__
-from autokose.board import Board
+from autokose.board import HEATMAP_FILE, Board
 from autokose.errors import InputError
-from autokose.export import HEATMAP_FILE, frame_files, load_scores
+from autokose.export import frame_files, load_scores
 from autokose.export.labels import Labels
 from autokose.fsio import write_text
+from autokose.images import Unreadable, image_size
 from autokose.story import Scene, Story
 
 STATUSES = ("ok", "low", "none")
@@ -266,10 +267,9 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 
 def _png_size(data: bytes, name: str) -> tuple[int, int]:
     try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            return im.size
-    except (OSError, UnidentifiedImageError) as e:
-        raise InputError(f"{name}: not a readable image ({e})") from None
+        return image_size(io.BytesIO(data))
+    except Unreadable as e:
+        raise InputError(f"{name}: {e}") from None
 
 
 def _is_number(value) -> bool:

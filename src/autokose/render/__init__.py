@@ -54,12 +54,16 @@ class Renderer(Protocol):
         ...
 
 
-def check_renderer(settings: RenderSettings) -> None:
-    """Raise InputError now if the renderer's models cannot be found (previz needs none)."""
+def check_renderer(settings: RenderSettings, assets: dict | None = None) -> None:
+    """Raise InputError now if the renderer cannot use its models or the identity `assets`.
+
+    The pipeline calls it before writing anything: a bad model, LoRA, IP-Adapter or reference
+    image fails while the board folder is still as it was. Previz needs none.
+    """
     if settings.renderer == "diffusion":
         from autokose.render.diffusion import DiffusionRenderer
 
-        DiffusionRenderer(settings).check()
+        DiffusionRenderer(settings, assets=assets).check()
 
 
 def get_renderer(settings: RenderSettings, assets: dict | None = None, progress=None) -> Renderer:

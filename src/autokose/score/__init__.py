@@ -31,26 +31,32 @@ scores.json:
                                                 "clip_to_frames", "reason"}}}},
      "summary": {"protagonist", "frames", "frames_ok", "frames_low", "frames_none", "mean_identity",
                  "min_identity", "worst_frame", "protagonist_consistency", "face_model", "face_threshold",
-                 "clip_model", "clip_t_mean", "note"},
+                 "clip_model", "clip_t_mean", "note", "reason"},
      "matrix": {"character", "metric", "frames": ["01", ...], "values": [[...]]} | null}
 
 A frame's identity is its worst-scoring character's; "low" means below the metric's
 same-identity line (`face.LOW_IDENTITY`, `CLIP_LOW_IDENTITY`); "none" means nothing could be
-measured, and `reason` says why.
+measured, and `reason` says why. The summary's `reason` says in one line why no frame at all
+was scored (null when one was); it is also logged as a warning.
+
+`check_clip_model(spec)` (in `score.clip`) is the cheap check a run makes before writing
+anything: a `--clip-model` that cannot be loaded is an InputError, not a skipped metric.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from autokose.errors import InputError
 from autokose.faces import face_distance
-from autokose.score.clip import Clip, crop_box, load_clip
+from autokose.images import Unreadable, open_rgb
+from autokose.score.clip import Clip, check_clip_model, crop_box, load_clip
 from autokose.score.face import (
     FACE_MODEL,
     LOW_IDENTITY,
@@ -265,14 +271,15 @@ def character_score(m: Measure, clip: Clip | None, others: list[Measure] = ()) -
 
 
 def read_image(path: Path | str) -> tuple[Image.Image | None, str | None]:
-    """(RGB image, upright per its EXIF orientation, None) or (None, why it cannot be read)."""
+    """(RGB image, upright per its EXIF orientation, None) or (None, why it cannot be read).
+
+    The size is checked from the header before any pixel is decoded (the training set's
+    limit), so a decompression bomb costs nothing; the reason names no library internals.
+    """
     try:
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB"), None
-    except FileNotFoundError:
-        return None, "missing"
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        return None, f"unreadable image ({e})"
+        return open_rgb(path), None
+    except Unreadable as e:
+        return None, str(e)
 
 
 def protagonist(story) -> str | None:
@@ -290,6 +297,7 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
     """Score every frame of `board`; write scores.json (+ heatmap) atomically and return the scores."""
     from autokose.fsio import save_image, write_json
 
+    check_clip_model(clip_model)
     keys = [f"{s.index:02d}" for s in story.scenes]
     present = [board.frame_path(s.index).is_file() for s in story.scenes]
     if not any(present):
@@ -300,7 +308,7 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
     for key, scene in zip(keys, story.scenes):
         image, problem = read_image(board.frame_path(scene.index))
         if image is None:
-            problem = "not rendered" if problem == "missing" else problem
+            problem = "not rendered" if problem == "not found" else problem
             measures[key] = FrameMeasure(reason=f"frames/{key}.png: {problem}")
         else:
             measures[key] = scorer.measure(image, scene, by_index.get(scene.index))
@@ -321,8 +329,11 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
         "clip_t_mean": round(float(np.mean(clip_t)), 4) if clip_t else None, "note": note,
     }
     scores = {"version": SCORES_VERSION, "frames": frames, "summary": summary, "matrix": matrix}
+    summary["reason"] = nothing_scored(board, story, frames, scorer)
+    if summary["reason"]:
+        logging.getLogger("autokose").warning(summary["reason"])
     heatmap_path = board.root / HEATMAP_FILE
-    if matrix and mean_off_diagonal(matrix["values"]) is not None:
+    if matrix:
         subtitle = (f"dlib face identity, 0.5 = same-person line (distance {THRESHOLD})" if matrix["metric"] == "face"
                     else f"CLIP-I of the figure crops ({scorer.clip.name})")
         title = f"{hero}: identity, frame × frame"
@@ -331,6 +342,21 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
         heatmap_path.unlink(missing_ok=True)  # a stale heatmap would describe other frames
     write_json(board.root / SCORES_FILE, scores)
     return scores
+
+
+def nothing_scored(board, story, frames: dict, scorer: IdentityScorer) -> str | None:
+    """Why no frame got an identity score, in one line; None when some frame did."""
+    if any(f["identity"] is not None for f in frames.values()):
+        return None
+    if not any(s.characters for s in story.scenes):
+        return "no scene has a character in it: nothing to score"
+    previz = all(board.frame_path(s.index, "svg").is_file() for s in story.scenes
+                 if board.frame_path(s.index).is_file())
+    if scorer.clip is None:
+        faces = "previz puppets have no faces" if previz else (
+            "no faces were found" if scorer.face_note is None else "face scoring is not installed (dlib)")
+        return f"{faces} and no --clip-model was given: nothing to score"
+    return "no character could be measured in any frame (see each frame's reason): nothing to score"
 
 
 def _frame_entry(key: str, measures: dict[str, FrameMeasure], clip: Clip | None) -> dict:

@@ -6,6 +6,7 @@ safetensors weights; when there is none, scoring says so and skips CLIP rather t
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,6 +50,55 @@ class Clip:
     def text_image_similarity(self, text: str, image) -> float:
         """CLIP-T: cosine between a prompt and an image (raw cosine, not the ×100 CLIPScore)."""
         return float(self.text_embeddings([text])[0] @ self.image_embeddings([image])[0])
+
+
+def check_clip_model(spec: str | None) -> None:
+    """Fail before anything is written when `--clip-model` names nothing `load_clip` could load.
+
+    Cheap: the folder's (or cached hub repo's) config.json and the weights' safetensors
+    headers; nothing is loaded and nothing is fetched.
+    """
+    from autokose.errors import InputError
+    from autokose.models import check_folder_weights, looks_like_repo_id
+
+    if not spec:
+        return
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise InputError("--clip-model needs the diffusion extra: pip install 'autokose[diffusion]' "
+                         "(install a torch build first)") from None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        folder = path
+    elif path.exists() or not looks_like_repo_id(spec):
+        raise InputError(f"--clip-model {spec}: not a CLIP model folder, and not a Hugging Face repo id")
+    else:
+        folder = _cached_repo(spec)
+    if not (folder / "config.json").is_file():
+        raise InputError(f"--clip-model {spec}: no config.json (give a CLIP model folder: a saved CLIPModel "
+                         "with its CLIPProcessor)")
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise InputError(f"--clip-model {spec}: unreadable config.json") from None
+    if model_type != "clip":
+        raise InputError(f"--clip-model {spec}: not a CLIP model (its config says model_type {model_type!r})")
+    check_folder_weights(folder, "clip-model")
+
+
+def _cached_repo(repo_id: str) -> Path:
+    """The local snapshot folder of a hub repo id, from the cache only (scoring never downloads)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from autokose.errors import InputError
+
+    found = try_to_load_from_cache(repo_id, "config.json")
+    if not isinstance(found, str):
+        raise InputError(f"--clip-model {repo_id}: not in the local Hugging Face cache; run "
+                         f"`huggingface-cli download {repo_id}` on a connected machine, or give a local folder")
+    return Path(found).parent
 
 
 def load_clip(spec: str | None) -> tuple[Clip | None, str | None]:

@@ -16,7 +16,9 @@ The default scorer (`autokose.score.IdentityScorer`) measures each character aga
 references (card centroid, reference images) and, for characters without any, against the
 character in the first candidates of the board's other scenes. A frame whose first candidate
 cannot be scored (no face and no CLIP model, nobody in it, nothing to compare with) gets no
-more candidates: there is nothing to choose by.
+more candidates: there is nothing to choose by. When no frame can be, a warning says so: at
+the start when that is known beforehand (previz puppets or no dlib, and no CLIP model), else
+after the first round.
 
 Candidates rendered in one renderer call share a batch. The diffusion renderer can couple the
 frames of a batch (consistent self-attention), so a candidate re-rendered in a different batch
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -206,6 +209,7 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
         from autokose.score import IdentityScorer
 
         scorer = IdentityScorer(story, board.root, clip_model=quality.clip_model)
+    warned = scoring and _warn_nothing_to_score_by(renderer, scorer, quality)
     loop = QualityLoop(renderer, story, layouts, board, cfg, scorer, progress)
     loop.total = len(picks) + quality.best_of * len(auto)
     loop.draw(picks, score=False)
@@ -214,6 +218,8 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
         loop.draw({i: k for i in active}, score=scoring, anchor=k == 0)
         if k == 0 and scoring:
             unscorable = [i for i in active if loop.score_of(i) is None]
+            if unscorable == active and not warned:
+                _warn(quality, "no frame's first candidate had a face or anything else to measure")
             loop.total -= (quality.best_of - 1) * len(unscorable)
             active = [i for i in active if i not in unscorable]
     rerolls = {i: 0 for i in auto}
@@ -237,6 +243,27 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
         )
         meta[f"{index:02d}"] = entry
     return meta
+
+
+def _warn_nothing_to_score_by(renderer, scorer, quality) -> bool:
+    """Say at the start, when it is already known, that no candidate can be scored; True when said."""
+    if getattr(scorer, "clip", True) is not None:  # a CLIP model, or a custom scorer: it may well score
+        return False
+    if getattr(renderer, "name", "") == "previz":
+        why = "previz puppets have no faces"
+    elif getattr(scorer, "face_note", None):
+        why = "face scoring is not installed (dlib)"
+    else:
+        return False
+    _warn(quality, f"{why} and no --clip-model was given")
+    return True
+
+
+def _warn(quality, why: str) -> None:
+    options = " and ".join(filter(None, [f"--best-of {quality.best_of}" if quality.best_of > 1 else "",
+                                         "--min-identity" if quality.min_identity is not None else ""]))
+    logging.getLogger("autokose").warning(f"{options}: nothing to score candidates by ({why}); "
+                                          "every frame keeps its first candidate")
 
 
 def _why(index: int, cand: Candidate, picks: dict, scoring: bool, threshold: float | None, rerolls: int) -> str:

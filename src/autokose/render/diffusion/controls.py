@@ -36,9 +36,20 @@ from pathlib import Path
 
 from autokose.cast import LoraRef
 from autokose.errors import InputError
-from autokose.models import check_weights_file, hub_file, locate
+from autokose.models import (
+    check_folder_weights,
+    check_text_encoder_lora_support,
+    check_weights,
+    check_weights_file,
+    hub_file,
+    is_peft_version_error,
+    locate,
+    peft_mismatch,
+)
 
 IP_ADAPTER_REPO = "h94/IP-Adapter"
+# Text-encoder LoRA keys: diffusers/peft (`text_encoder.…`, `text_encoder_2.…`) and kohya (`lora_te…`).
+_TEXT_ENCODER_KEYS = ("text_encoder", "lora_te")
 
 
 # --------------------------------------------------------------------------- LoRA
@@ -59,6 +70,18 @@ def adapter_name(path: str, taken: set[str]) -> str:
     return name
 
 
+def check_lora(ref: LoraRef, character: str | None = None) -> None:
+    """A LoRA file that will load: safetensors, readable header, and a library pair that can take it."""
+    try:
+        keys = check_weights(Path(ref.path).expanduser(), "lora")
+        if any(k.startswith(_TEXT_ENCODER_KEYS) for k in keys):
+            check_text_encoder_lora_support(f"--lora {ref.path}")
+    except InputError as e:
+        if character is None:
+            raise
+        raise InputError(f"character {character}'s LoRA: {e}") from None
+
+
 def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]]) -> list[LoadedLora]:
     """Load each (LoraRef, character id or None) as an adapter and activate all with their weights."""
     loaded: list[LoadedLora] = []
@@ -73,6 +96,8 @@ def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]]) -> list[LoadedLora
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
         except (ValueError, KeyError, RuntimeError) as e:
+            if is_peft_version_error(e):
+                raise InputError(peft_mismatch(f"--lora {ref.path}")) from None
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise InputError(f"--lora {ref.path}: not a LoRA this model can use ({first[:200]})") from None
         seen[key] = LoadedLora(name, str(path), ref.weight, character)
@@ -136,6 +161,25 @@ def resolve_ip_adapter(spec: str, arch: str) -> IpAdapterFiles:
         raise InputError(f"--ip-adapter {spec}: no image_encoder/ folder beside {weights.name} "
                          f"(the h94 layout keeps it in models/image_encoder)")
     return IpAdapterFiles(weights, encoder, weights.stem)
+
+
+def check_ip_adapter(files: IpAdapterFiles) -> None:
+    """The adapter weights and its image encoder (config.json, safetensors weights) are readable."""
+    check_weights(files.weights, "ip-adapter")
+    if not (files.image_encoder / "config.json").is_file():
+        raise InputError(f"--ip-adapter: no config.json in its image encoder folder {files.image_encoder}")
+    check_folder_weights(files.image_encoder, "ip-adapter")
+
+
+def check_references(cid: str, paths: list[Path]) -> None:
+    """A character's IP-Adapter reference images: present, an image by their header, not a pixel bomb."""
+    from autokose.images import Unreadable, image_size
+
+    for path in paths:
+        try:
+            image_size(path)
+        except Unreadable as e:
+            raise InputError(f"{cid}: reference image {path}: {e}") from None
 
 
 def load_ip_adapter(pipe, files: IpAdapterFiles) -> None:
@@ -203,16 +247,16 @@ class ReferenceEmbeddings:
 
     def _compute(self, images: list[Path]):
         import torch
-        from PIL import Image
+
+        from autokose.images import Unreadable, open_rgb
 
         pipe = self.pipe
         pictures = []
         for p in images:
             try:
-                with Image.open(p) as im:
-                    pictures.append(im.convert("RGB"))
-            except OSError as e:
-                raise InputError(f"{p}: not a readable image ({e})") from None
+                pictures.append(open_rgb(p))
+            except Unreadable as e:
+                raise InputError(f"{p}: {e}") from None
         with torch.no_grad():
             per_image = [pipe.prepare_ip_adapter_image_embeds([im], None, pipe._execution_device, 1, True)[0]
                          for im in pictures]

@@ -2,11 +2,11 @@
 
 The writer stores each scene's SD prompt in story.json (`scenes[].prompt`: style, framing,
 place and light, then every character as trigger token + bible appearance + pose and
-expression). The renderer uses that prompt as written, so a user's edit to it is what gets
-drawn; a scene whose prompt is empty (hand-written story.json, or cleared to rebuild it after
-editing the scene's fields) gets one from the writer's own `scene_prompt`, so there is one
-prompt vocabulary. When the cast stage supplies a trigger token that differs from the bible's
-(a character card from training), it replaces the bible's token in the prompt.
+expression). The renderer uses that prompt exactly as written, so a user's edit to it is what
+gets drawn; a scene whose prompt is empty (hand-written story.json, or cleared to rebuild it
+after editing the scene's fields) gets one from the writer's own `scene_prompt`, so there is
+one prompt vocabulary. Trigger tokens from the cast stage (a character card from training)
+go only into prompts built this way.
 
 CLIP reads 77 tokens; a scene with two or three characters runs past that. Instead of
 truncating, `encode_prompts` cuts the token ids into 75-token windows, wraps each in
@@ -20,7 +20,6 @@ as the diffusers pipelines encode them (tested).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from autokose.story import Scene, Story
@@ -31,22 +30,19 @@ def _cast(story: Story, triggers: dict[str, str]) -> dict:
 
 
 def build_prompt(story: Story, scene: Scene, triggers: dict[str, str] | None = None) -> str:
-    """The positive prompt of one frame. `triggers` (character id → token) override the bible's."""
+    """The positive prompt of one frame.
+
+    A scene's own prompt is used exactly as written: no trigger token is added or swapped in,
+    so what the user wrote is what is drawn (the renderer warns when a LoRA's trigger is
+    missing). An empty prompt is built from the bible, with `triggers` (character id → token,
+    e.g. a card's) overriding the bible's tokens.
+    """
     from autokose.writers.common import scene_prompt
 
+    if scene.prompt.strip():
+        return scene.prompt
     triggers = {cid: t for cid, t in (triggers or {}).items() if t}
-    prompt = scene.prompt.strip()
-    if not prompt:
-        return scene_prompt(scene, _cast(story, triggers), story.style)
-    for cid in scene.characters:
-        new, old = triggers.get(cid), story.character(cid).trigger
-        if not new or re.search(rf"\b{re.escape(new)}\b", prompt):
-            continue
-        if old and re.search(rf"\b{re.escape(old)}\b", prompt):
-            prompt = re.sub(rf"\b{re.escape(old)}\b", lambda _, token=new: token, prompt)
-        else:
-            prompt = f"{new}, {prompt}"
-    return prompt
+    return scene_prompt(scene, _cast(story, triggers), story.style)
 
 
 def build_negative(story: Story, scene: Scene, extra: str = "") -> str:
@@ -118,8 +114,8 @@ def encode_prompts(pipe, prompts: list[str], negatives: list[str], windows: int 
 
     One batch needs one sequence length, so every prompt gets the same number of windows: at
     least `windows`, more if one needs it. Padding windows are not neutral in cross-attention,
-    so the renderer passes the count the longest prompt of the whole story needs: a frame's
-    conditioning then does not depend on which other frames share its batch.
+    so the renderer batches together only frames that need the same count
+    (`renderer.denoise_calls`): a frame's conditioning then depends on its own prompt alone.
     """
     import torch
 

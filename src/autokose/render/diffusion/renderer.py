@@ -10,6 +10,10 @@ full run:
   is denoised whole (only requested frames are returned). With more than one batch, the first
   batch always runs too and writes the reference bank that later batches attend to.
 
+Prompts: each frame's prompt is encoded in a number of 75-token windows that depends on its own
+prompt alone (`PROMPT_WINDOWS`, more when it needs more), never on another frame's length, so
+editing one scene leaves the other frames' pixels as they were (`denoise_calls`).
+
 Seeds: each frame's noise comes from its own CPU `torch.Generator` seeded with the scene's
 seed (or the `seeds` override), so reruns are identical and a frame's noise does not depend on
 its batch or device.
@@ -18,6 +22,7 @@ its batch or device.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +36,17 @@ from autokose.render.diffusion.settings import DiffusionSettings, frame_size
 from autokose.staging import Layout
 from autokose.story import Scene, Story
 
-log = logging.getLogger(__name__)
 EMPTY = Layout(index=0, shot="wide", setting="")  # controls for a scene the staging stage left out
 DEFAULT_BATCH = 8
+# Every frame's prompt is encoded in at least this many 75-token windows: the writer's prompts
+# take 1-4 (four characters), so a board's frames share one count and one batch as a rule.
+PROMPT_WINDOWS = 4
 LOW_VRAM_BATCH = 2
+
+
+def warn(message: str) -> None:
+    """A user-visible warning: the CLI shows the `autokose` logger's warnings on stderr."""
+    logging.getLogger("autokose").warning(message)
 
 
 def make_scheduler(name: str, config):
@@ -75,23 +87,36 @@ class DiffusionRenderer:
         self.assets = assets or {}
         self.progress = progress  # (stage, done, total): denoising steps of the whole render
         self._session: Session | None = None
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ loading
     def check(self) -> None:
-        """Fail before anything is written when a model, VAE, ControlNet or LoRA cannot be found.
+        """Fail before anything is written when anything this render would load is unusable.
 
-        Cheap: it looks at paths (and, offline, the hub cache) without loading weights.
+        Cheap: paths, safetensors headers, image headers and (offline) the hub cache; no
+        weights are loaded. Covers the installed libraries, the model (and its config folder),
+        the frame size, VAE, ControlNets, every LoRA (options and the characters' own), the
+        IP-Adapter with its image encoder and, with it, the characters' reference images.
         """
-        from autokose.models import hub_file, hub_offline, locate
+        from autokose.models import check_model, check_part, require_diffusion
 
+        require_diffusion()
         o = self.options
-        if locate(o.model).kind == "hub" and hub_offline():
-            hub_file(o.model, "model_index.json")
-        for what, spec in (("vae", o.vae), ("controlnet", o.controlnet), ("lineart", o.lineart)):
+        arch = check_model(o.model, o.model_config_dir)
+        if o.sdxl is not None:
+            arch = "sdxl" if o.sdxl else "sd15"
+        frame_size(self.settings.width, self.settings.height, arch)
+        if o.vae:
+            check_part(o.vae, "vae", ("", "vae"))
+        for what, spec in (("controlnet", o.controlnet), ("lineart", o.lineart)):
             if spec:
-                locate(spec, what)
-        for spec in o.loras:
-            locate(LoraRef.parse(spec).path, "lora")
+                check_part(spec, what)
+        for ref, character in self._lora_refs():
+            controls.check_lora(ref, character)
+        if o.ip_adapter:
+            controls.check_ip_adapter(controls.resolve_ip_adapter(o.ip_adapter, arch))
+            for cid, asset in self.assets.items():
+                controls.check_references(cid, list(getattr(asset, "references", None) or []))
 
     def session(self) -> Session:
         if self._session is None:
@@ -112,6 +137,9 @@ class DiffusionRenderer:
         pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
         session = Session(pipe, arch, device, dtype)
         session.loras = controls.apply_loras(pipe, self._lora_refs())
+        if o.ip_adapter and not any(getattr(a, "references", None) for a in self.assets.values()):
+            warn(f"--ip-adapter {o.ip_adapter}: no character in this story has reference images, "
+                 "so it will change nothing")
         if o.ip_adapter:
             session.ip = controls.resolve_ip_adapter(o.ip_adapter, arch)
             controls.load_ip_adapter(pipe, session.ip)
@@ -161,9 +189,10 @@ class DiffusionRenderer:
         triggers = {cid: a.trigger for cid, a in self.assets.items() if getattr(a, "trigger", "")}
         texts = {sc.index: (build_prompt(story, sc, triggers), build_negative(story, sc, o.negative))
                  for sc in story.scenes}
-        windows = windows_needed(s.pipe, [t for pair in texts.values() for t in pair])
+        self._warn_missing_triggers(story, only, texts)
+        windows = {i: max(PROMPT_WINDOWS, windows_needed(s.pipe, list(pair))) for i, pair in texts.items()}
         guided = o.cfg > 1.0 and getattr(s.pipe.unet.config, "time_cond_proj_dim", None) is None
-        batches = self.plan(story, only)
+        calls = denoise_calls(self.plan(story, only), windows, coupled=o.consistency > 0)
         consistency = None
         if o.consistency > 0:
             from autokose.render.diffusion.consistency import enable_consistent_attention
@@ -171,9 +200,9 @@ class DiffusionRenderer:
             consistency = enable_consistent_attention(s.pipe.unet, o.consistency, groups=2 if guided else 1,
                                                       seed=seeds[story.scenes[0].index])
         try:
-            for n, batch in enumerate(batches):
-                if consistency is not None:
-                    if len(batches) == 1:
+            for n, call in enumerate(calls):
+                if consistency is not None:  # coupled: one call per planned batch
+                    if len(calls) == 1:
                         consistency.share()
                     elif n == 0:
                         consistency.write_bank(offload=o.low_vram)
@@ -181,16 +210,37 @@ class DiffusionRenderer:
                         consistency.read_bank()
                     consistency.set_step(0, o.steps)
                 done = n * o.steps
-                frames = self._denoise(s, story, [scenes[i] for i in batch], texts, windows, by_index, seeds,
-                                       width, height, guided, consistency,
-                                       on_step=lambda i, done=done: self._report(done + i + 1, len(batches) * o.steps))
-                for frame in frames:
+                frames = self._denoise(s, story, [scenes[i] for i in call.rows], texts, call.windows, by_index,
+                                       seeds, width, height, guided, consistency,
+                                       on_step=lambda i, done=done: self._report(done + i + 1, len(calls) * o.steps))
+                batch = [i for i, real in zip(call.rows, call.real) if real]
+                for frame, real in zip(frames, call.real):
                     frame.meta["batch"] = batch
-                    if frame.index in only:
+                    if real and frame.index in only:
                         yield frame
         finally:
             if consistency is not None:
                 consistency.disable()
+
+    def _warn_once(self, message: str) -> None:
+        """The quality loop calls render() once per round: each warning is shown once."""
+        if message not in self._warned:
+            self._warned.add(message)
+            warn(message)
+
+    def _warn_missing_triggers(self, story: Story, only: list[int], texts: dict[int, tuple[str, str]]) -> None:
+        """A written prompt is used as written; say so when it lacks the trigger a character's LoRA needs."""
+        for sc in story.scenes:
+            if sc.index not in only or not sc.prompt.strip():
+                continue
+            for cid in sc.characters:
+                asset = self.assets.get(cid)
+                trigger = getattr(asset, "trigger", "")
+                written = texts[sc.index][0]
+                if getattr(asset, "lora", None) and trigger and not re.search(rf"\b{re.escape(trigger)}\b", written,
+                                                                              flags=re.IGNORECASE):
+                    self._warn_once(f"scene {sc.index}: its written prompt lacks {cid}'s trigger '{trigger}', "
+                                    f"so {cid}'s LoRA will hardly show; add the trigger or clear the prompt to rebuild it")
 
     def _denoise(self, s: Session, story: Story, batch: list[Scene], texts: dict[int, tuple[str, str]],
                  windows: int, layouts: dict[int, Layout], seeds: dict[int, int], width: int, height: int,
@@ -307,6 +357,43 @@ class DiffusionRenderer:
         mask = torch.stack(masks)
         mask = torch.cat([mask, mask]) if guided else mask
         return [embeds], [mask.to(device)], [[cid for cid, *_ in items] for items in frames]
+
+
+@dataclass
+class Call:
+    """One pipeline call: a scene index per batch row, and the prompt window count of them all.
+
+    `real[n]` is False for a filler row: a copy of another row, there only so that the frames
+    keep their batch's size and their row in it (denoised, then dropped).
+    """
+
+    rows: list[int]
+    windows: int
+    real: list[bool]
+
+
+def denoise_calls(batches: list[list[int]], windows: dict[int, int], coupled: bool) -> list[Call]:
+    """The pipeline calls for `batches`; `windows` is each frame's own prompt window count.
+
+    Padding windows are not neutral in cross-attention, so padding a frame to another frame's
+    length would let editing one scene change every other frame. One call takes one window
+    count, so the uncoupled frames of a batch are split by count: one call when, as usual,
+    they agree. A split call keeps the batch's size and each frame's row, filling the other
+    rows with copies, because CPU and GPU kernels may round differently for another batch
+    shape: a frame's pixels then do not depend on its batch-mates' prompts at all. Coupled
+    frames (consistency) stay in one call at the batch's largest count: they depend on each
+    other anyway, and `--only` re-renders their whole batch.
+    """
+    calls = []
+    for batch in batches:
+        if coupled:
+            calls.append(Call(batch, max(windows[i] for i in batch), [True] * len(batch)))
+            continue
+        for count in dict.fromkeys(windows[i] for i in batch):
+            filler = next(i for i in batch if windows[i] == count)
+            real = [windows[i] == count for i in batch]
+            calls.append(Call([i if r else filler for i, r in zip(batch, real)], count, real))
+    return calls
 
 
 def box_mask(box, width: int, height: int):

@@ -3,8 +3,9 @@
 Only the options a user gave are stored in the manifest; defaults live here, so a rerun with
 the same autokose version gets the same pixels.
 
-Frame size. `RenderSettings.width/height` are honoured, rounded down to a multiple of 8. Its
-defaults (960x540, the previz size) are a poor fit for diffusion models, so when they are
+Frame size. `RenderSettings.width/height` are honoured exactly; each must be a multiple of 8
+(the VAE's factor), else the run fails before anything is written, rather than drawing a
+frame of another size than the manifest records. Its defaults (960x540, the previz size) are a poor fit for diffusion models, so when they are
 left as they are a model-native 16:9 size is used instead: 768x432 for SD 1.5 (about the
 512x512 area it was trained on) and 1344x768 for SDXL (its 16:9 training bucket).
 """
@@ -72,7 +73,11 @@ def frame_size(width: int, height: int, arch: str) -> tuple[int, int]:
     defaults = (RenderSettings.model_fields["width"].default, RenderSettings.model_fields["height"].default)
     if (width, height) == defaults:
         return NATIVE_SIZE[arch]
-    w, h = width - width % 8, height - height % 8
-    if w < 64 or h < 64:
+    for option, value in (("width", width), ("height", height)):
+        if value % 8:
+            lower = value - value % 8
+            raise InputError(f"--{option} {value} must be a multiple of 8 for diffusion "
+                             f"(e.g. {lower} or {lower + 8}; the frame is drawn at exactly this size)")
+    if width < 64 or height < 64:
         raise InputError(f"frame size {width}x{height} is too small for a diffusion model (at least 64x64)")
-    return w, h
+    return width, height

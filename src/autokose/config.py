@@ -1,0 +1,142 @@
+"""A run's settings (`RunConfig`) and how a board's saved settings meet the command line.
+
+Every run writes its RunConfig into manifest.json. A later run on the same board (`--resume`,
+`autokose render`) starts from those saved settings and changes only what the user gives
+again, so leaving out `--model` on a resume cannot mix previz and diffusion frames in one
+board. `resolve` says which saved settings it kept, so nothing changes silently.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from autokose.errors import InputError
+from autokose.render import RenderSettings
+from autokose.story import MAX_SCENES, format_validation_error
+
+STAGES = ("write", "cast", "stage", "render", "score", "export")
+log = logging.getLogger("autokose")
+
+
+class QualitySettings(BaseModel):
+    """The automatic quality loop: draw candidates, score them, keep the best."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    best_of: int = Field(1, ge=1, le=16)
+    min_identity: float | None = None
+    reroll_budget: int = Field(4, ge=0, le=64)
+    picks: dict[int, int] = Field(default_factory=dict, description="scene index → candidate to keep")
+    clip_model: str | None = None
+
+
+class RunConfig(BaseModel):
+    """Every parameter of a run; written to manifest.json so the board can be rebuilt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    logline: str | None = None
+    scenes: int = Field(8, ge=1, le=MAX_SCENES)
+    seed: int = Field(0, ge=0, lt=2**32)
+    writer: str = "offline"
+    writer_options: dict = Field(default_factory=dict)
+    characters_file: str | None = None
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    stages: list[str] = Field(default_factory=lambda: list(STAGES))
+    only: list[int] | None = None
+    exports: list[str] = Field(default_factory=lambda: ["html", "pdf", "sheet"])
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        stages = [s.strip() for s in stages]
+        if not any(stages):
+            raise ValueError(f"no stage given (stages: {', '.join(STAGES)})")
+        unknown = sorted(set(stages) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stage(s): {', '.join(map(repr, unknown))} (stages: {', '.join(STAGES)})")
+        return stages
+
+
+# Options of a run that belong to that run alone: never taken over from the saved settings.
+PER_RUN = ("stages", "only", "exports")
+QUALITY = ("best_of", "min_identity", "reroll_budget", "clip_model")
+SIZE = ("width", "height")
+# Command-line names of diffusion options whose RenderSettings.diffusion key differs.
+DIFFUSION_KEYS = {"lora": "loras"}
+
+
+def saved(board) -> RunConfig | None:
+    """The RunConfig a board's manifest records, or None for a board without one (hand-made)."""
+    command = board.load_manifest().get("command")
+    if not command:
+        return None
+    try:
+        return RunConfig.model_validate(command)
+    except ValidationError as e:
+        raise InputError(f"{board.manifest_path}: unreadable saved settings ({format_validation_error(e)}); "
+                         "fix or delete manifest.json") from None
+
+
+def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
+    """The settings of this run: `saved` (a board's manifest) with `overrides` given on top.
+
+    `overrides` maps option names (RunConfig fields, quality and size options, and the
+    diffusion options under their command-line names: model, lora, steps, ...) to values;
+    None means "not given". Saved settings the user did not give again are kept and logged.
+    `picks` add to the saved picks. Raises InputError for settings that do not fit together.
+    """
+    base = saved or RunConfig()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    top = {k: given.pop(k) for k in list(given) if k in RunConfig.model_fields and k not in ("render", "quality")}
+    data = base.model_dump()
+    for field in PER_RUN:
+        data[field] = top.pop(field, RunConfig.model_fields[field].get_default(call_default_factory=True))
+    data.update(top)
+
+    quality = data["quality"]
+    quality.update({k: given.pop(k) for k in QUALITY if k in given})
+    quality["picks"] = {**quality["picks"], **given.pop("picks", {})}
+
+    render = data["render"]
+    render.update({k: given.pop(k) for k in SIZE if k in given})
+    diffusion = render["diffusion"]
+    diffusion.update({DIFFUSION_KEYS.get(k, k): v for k, v in given.items() if v != []})
+    if diffusion.get("model"):
+        render["renderer"] = "diffusion"
+    elif diffusion:
+        raise InputError("diffusion options need --model (a HF repo id, a diffusers folder or a .safetensors file)")
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise InputError(format_validation_error(e)) from None
+    if saved is not None:
+        _log_kept(saved, overrides)
+    return cfg
+
+
+def _log_kept(saved: RunConfig, overrides: dict) -> None:
+    """Name the saved settings this run keeps because the user did not give them again."""
+    given = {DIFFUSION_KEYS.get(k, k) for k, v in overrides.items() if v is not None and v != []}
+    kept = [(k, v) for k, v in saved.render.diffusion.items() if k not in given]
+    kept += [(k, getattr(saved.render, k)) for k in SIZE
+             if k not in given and getattr(saved.render, k) != RenderSettings.model_fields[k].default]
+    kept += [(k, getattr(saved.quality, k)) for k in QUALITY
+             if k not in given and getattr(saved.quality, k) != QualitySettings.model_fields[k].default]
+    if saved.characters_file and "characters_file" not in given:
+        kept.append(("characters", saved.characters_file))
+    if kept:
+        log.warning("using the board's saved settings: %s (give an option again to change it)",
+                    " ".join(_flag(k, v) for k, v in kept))
+
+
+def _flag(key: str, value) -> str:
+    """A saved setting as the command-line option that gives it, e.g. `--lora a.safetensors:0.8 --lora b`."""
+    name = "--" + {"loras": "lora"}.get(key, key).replace("_", "-")
+    if value is True:
+        return name
+    values = value if isinstance(value, list) else [value]
+    return " ".join(f"{name} {v}" for v in values)
