@@ -58,7 +58,7 @@ WRITE_PROBE = re.compile(r"^\.write-test-\d+$")  # fsio.ensure_writable_dir's pr
 
 class Board:
     def __init__(self, root: Path | str):
-        self.root = Path(root)
+        self.root = _without_dotdot(Path(root))
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -231,7 +231,9 @@ class Board:
         """The manifest's `frames` for the frames on disk: `recorded` entries that still match
         their file, and an entry derived from the file (file, seed, sha256) for any other frame.
 
-        A run killed between writing a frame and saving the manifest leaves such frames.
+        Frames get their entry before they are written (see `pipeline.write_frame`), so a derived
+        entry is for a frame put there by hand or by an older version; an entry whose frame never
+        landed (a kill in between) is dropped, and --resume draws that frame again.
         """
         entries = {}
         for scene in story.scenes:
@@ -279,6 +281,22 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def _without_dotdot(path: Path) -> Path:
+    """`nope/../out` as `out`: creating it must not create `nope` just to step out of it.
+
+    A `..` after a symlink is left alone: there it means the link target's parent.
+    """
+    if ".." not in path.parts:
+        return path
+    out = Path(path.parts[0]) if path.is_absolute() else Path()
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        if part == ".." and out.name not in ("", "..") and not out.is_symlink():
+            out = out.parent
+        else:
+            out = out / part
+    return out
 
 
 def _make_dirs(root: Path) -> Path | None:

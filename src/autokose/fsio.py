@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -80,6 +81,13 @@ def write_with(path: Path | str, writer: Callable[[Path], Any]) -> Path:
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image encoded as PNG in memory (to hash or compare before it is written)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def save_image(path: Path | str, image) -> Path:

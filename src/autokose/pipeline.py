@@ -7,7 +7,7 @@ be re-run later from `story.json` and `manifest.json` alone.
 
 from __future__ import annotations
 
-import io
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +18,7 @@ from autokose.board import Board
 from autokose.cast import identity_assets
 from autokose.config import STAGES, QualitySettings, RunConfig  # noqa: F401 (the pipeline's settings, used by callers)
 from autokose.errors import InputError
-from autokose.fsio import save_image, sha256_file, sha256_text, write_bytes, write_json, write_text
+from autokose.fsio import png_bytes, sha256_file, sha256_text, write_bytes, write_json, write_text
 from autokose.render import check_renderer, get_renderer
 from autokose.staging import stage_story
 from autokose.story import Story
@@ -126,6 +126,11 @@ def _check_before_writing(board: Board, cfg: RunConfig, story: Story, assets: di
         raise board.unreadable(kept_broken[0], broken[kept_broken[0]])
     if "render" in cfg.stages:
         check_renderer(cfg.render, assets)  # models, LoRAs, IP-Adapter, references
+    rescored = "score" in cfg.stages and cfg.render.renderer != "previz"
+    if "export" in cfg.stages and not rescored:
+        from autokose.export import load_scores
+
+        load_scores(board)  # the exports show the kept scores.json: a broken one fails here, not halfway
     if cfg.quality.clip_model and {"render", "score"} & set(cfg.stages):
         from autokose.score.clip import check_clip_model
 
@@ -154,9 +159,8 @@ def write_controls(board: Board, layouts, width: int, height: int, progress: Pro
 
     for n, layout in enumerate(layouts, 1):
         write_json(board.pose_path(layout.index, "json"), pose_json(layout, width, height), only_if_changed=True)
-        png = io.BytesIO()
-        draw_pose(layout, width, height).save(png, format="PNG")
-        write_bytes(board.pose_path(layout.index, "png"), png.getvalue(), only_if_changed=True)
+        write_bytes(board.pose_path(layout.index, "png"), png_bytes(draw_pose(layout, width, height)),
+                    only_if_changed=True)
         progress("stage", n, len(layouts))
 
 
@@ -172,27 +176,33 @@ def render_frames(renderer, story: Story, layouts, indices: list[int], board: Bo
     if q.best_of > 1 or q.min_identity is not None or any(i in indices for i in q.picks):
         from autokose.score.loop import render_frames as quality_loop
 
-        meta = quality_loop(renderer, story, layouts, indices, board, cfg, progress)
-        for key, entry in meta.items():
-            record(key, entry)
-        return meta
+        return quality_loop(renderer, story, layouts, indices, board, cfg, progress, record=record)
     meta = {}
     t0 = time.perf_counter()
     for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
-        key = f"{frame.index:02d}"
-        meta[key] = write_frame(board, frame, time.perf_counter() - t0)
-        record(key, meta[key])
+        meta[f"{frame.index:02d}"] = write_frame(board, frame, time.perf_counter() - t0, record)
         progress("render", n, len(indices))
         t0 = time.perf_counter()
     return meta
 
 
-def write_frame(board: Board, frame, seconds: float) -> dict:
+def write_frame(board: Board, frame, seconds: float, record: Record | None = None, extra: dict | None = None) -> dict:
+    """Write frame NN (and its SVG) and return its manifest entry (plus `extra`), handed to `record` first.
+
+    The entry is recorded before the PNG lands (its hash taken from the encoded bytes): a kill
+    between the two leaves an entry without its frame, which --resume drops and draws again,
+    never a frame whose seed, prompt and settings are lost.
+    """
     if frame.svg is not None:
         write_text(board.frame_path(frame.index, "svg"), frame.svg)
-    path = save_image(board.frame_path(frame.index), frame.image)
-    return {"file": str(path.relative_to(board.root)), "seed": frame.seed, "sha256": sha256_file(path),
-            "seconds": round(seconds, 4), **frame.meta}
+    path = board.frame_path(frame.index)
+    png = png_bytes(frame.image)
+    entry = {"file": str(path.relative_to(board.root)), "seed": frame.seed,
+             "sha256": hashlib.sha256(png).hexdigest(), "seconds": round(seconds, 4), **frame.meta, **(extra or {})}
+    if record is not None:
+        record(f"{frame.index:02d}", entry)
+    write_bytes(path, png)
+    return entry
 
 
 def _frames_to_render(cfg: RunConfig, story: Story, board: Board, resume: bool, broken: dict[int, str]) -> list[int]:

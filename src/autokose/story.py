@@ -21,6 +21,10 @@ from autokose.fsio import read_text
 SCHEMA_VERSION = 1
 MAX_SCENES = 24
 MAX_LOGLINE_CHARS = 1000
+# A panel's caption and action are a few sentences; the caps keep a pasted novel from stalling
+# the exports' text fitting. Prompts may be long (encoded in 75-token windows), not unbounded.
+MAX_CAPTION_CHARS = 2000
+MAX_PROMPT_CHARS = 4000
 COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")  # what the previz renderer reads (svg.rgb)
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -117,16 +121,16 @@ class Scene(_Model):
     beat: Beat = Beat.setup
     setting: str = "steppe"
     time: TimeOfDay = TimeOfDay.day
-    action: str = ""
+    action: str = Field("", max_length=MAX_CAPTION_CHARS)
     characters: list[str] = Field(default_factory=list, description="Ids of the characters present, left to right.")
     blocking: dict[str, Blocking] = Field(default_factory=dict, description="Pose and emotion per character id.")
     props: list[str] = Field(default_factory=list)
     shot: Shot = Shot.medium
     angle: Angle = Angle.eye_level
-    caption: str = ""
-    dialogue: str | None = None
-    prompt: str = ""
-    negative_prompt: str = ""
+    caption: str = Field("", max_length=MAX_CAPTION_CHARS)
+    dialogue: str | None = Field(None, max_length=MAX_CAPTION_CHARS)
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     duration: Annotated[float, Field(gt=0, le=60)] = 3.0
 

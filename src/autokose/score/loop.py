@@ -193,9 +193,10 @@ def _rank(cand: Candidate) -> tuple:
 
 
 def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[int], board, cfg, progress,
-                  *, scorer: Scorer | None = None) -> dict:
+                  *, scorer: Scorer | None = None, record=None) -> dict:
     """Render `indices` and write frames/NN.png; returns the manifest's `frames` entries.
 
+    `record(key, entry)` hears of each frame's entry just before the frame is written.
     Candidates go through the quality loop; `scorer` defaults to `IdentityScorer` (face
     identity against references, CLIP fallback).
     """
@@ -236,12 +237,10 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
     meta = {}
     for index in indices:
         cand, frame = loop.best[index]
-        entry = write_frame(board, frame, cand.seconds)
-        entry.update(
+        meta[f"{index:02d}"] = write_frame(board, frame, cand.seconds, record, extra=dict(
             candidates=[c.manifest() for c in loop.history(index)], kept=cand.k, score=cand.score,
             chosen=_why(index, cand, picks, scoring, quality.min_identity, rerolls.get(index, 0)),
-        )
-        meta[f"{index:02d}"] = entry
+        ))
     return meta
 
 

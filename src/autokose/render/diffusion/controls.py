@@ -172,12 +172,13 @@ def check_ip_adapter(files: IpAdapterFiles) -> None:
 
 
 def check_references(cid: str, paths: list[Path]) -> None:
-    """A character's IP-Adapter reference images: present, an image by their header, not a pixel bomb."""
-    from autokose.images import Unreadable, image_size
+    """A character's IP-Adapter reference images: present, not a pixel bomb (by the header) and
+    decodable to the end (a few small photos: a truncated one must fail now, not mid-render)."""
+    from autokose.images import Unreadable, open_rgb
 
     for path in paths:
         try:
-            image_size(path)
+            open_rgb(path)
         except Unreadable as e:
             raise InputError(f"{cid}: reference image {path}: {e}") from None
 

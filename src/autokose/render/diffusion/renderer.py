@@ -93,8 +93,8 @@ class DiffusionRenderer:
     def check(self) -> None:
         """Fail before anything is written when anything this render would load is unusable.
 
-        Cheap: paths, safetensors headers, image headers and (offline) the hub cache; no
-        weights are loaded. Covers the installed libraries, the model (and its config folder),
+        Cheap: paths, safetensors headers, the (few, small) reference images and (offline) the
+        hub cache; no weights are loaded. Covers the installed libraries, the model (and its config folder),
         the frame size, VAE, ControlNets, every LoRA (options and the characters' own), the
         IP-Adapter with its image encoder and, with it, the characters' reference images.
         """
