@@ -269,12 +269,14 @@ def checkpoint(tmp_path: Path, step: int = 30) -> Path:
     from autokose.cast.checkpoint import save_checkpoint
 
     weights = {"unet.lora_A": torch.ones(4, 4)}
-    states = {"optimizer": {"state": {0: {"exp_avg": torch.zeros(4)}}, "param_groups": [{"lr": 1e-4}]}}
+    states = {"optimizer": {"state": {0: {"exp_avg": torch.zeros(4)}}, "param_groups": [{"lr": 1e-4}]},
+              "lr_scheduler": {"last_epoch": step}}
     return save_checkpoint(tmp_path, step, weights, states, {"losses": [0.5] * step})
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "garbage state", "no step", "step thirty",
-                                    "step beyond the run", "step not the folder's", "not an object"])
+                                    "step beyond the run", "step not the folder's", "not an object",
+                                    "nested too deeply"])
 def test_damaged_checkpoints_are_unreadable_not_tracebacks(tmp_path, damage):
     from autokose.cast.checkpoint import load_checkpoint
 
@@ -293,9 +295,11 @@ def test_damaged_checkpoints_are_unreadable_not_tracebacks(tmp_path, damage):
         path = path.rename(path.parent / "step-1000000000")
     elif damage == "step not the folder's":
         meta["step"] = 10
+    elif damage == "nested too deeply":
+        (path / "state.json").write_text('{"step": 30, "states": ' + "[" * 100_000 + "]" * 100_000 + "}")
     else:
         meta = [meta]
-    if damage not in ("truncated weights", "garbage state"):
+    if damage not in ("truncated weights", "garbage state", "nested too deeply"):
         (path / "state.json").write_text(json.dumps(meta))
     with pytest.raises(InputError) as e:
         load_checkpoint(path, max_step=40)
@@ -320,3 +324,125 @@ def test_corrupt_train_config_is_one_line(tmp_path, text):
     with pytest.raises(InputError) as e:
         reconcile(tmp_path, cfg)
     assert one_line(e).startswith(f"{tmp_path / CONFIG_NAME}: unreadable training config (")
+
+
+def test_a_checkpoint_replaces_a_stray_file_of_its_name_and_leaves_no_old_copy(tmp_path):
+    from autokose.cast.checkpoint import latest_checkpoint
+
+    stray = tmp_path / "checkpoints" / "step-000030"
+    stray.parent.mkdir()
+    stray.write_text("x")
+    assert checkpoint(tmp_path) == stray and (stray / "state.json").is_file()
+    checkpoint(tmp_path)  # the same step again: a folder replaces a folder
+    assert [p.name for p in stray.parent.iterdir()] == ["step-000030"]
+    assert latest_checkpoint(tmp_path) == stray
+
+
+# --------------------------------------------------------------------------- training: checked before it writes
+def training(store, tmp_path, out, **options):
+    """A training config on the tiny SD 1.5 model and four good references."""
+    from test_train import make_refs
+
+    from autokose.cast.train import config_for
+
+    refs = tmp_path / "refs"
+    if not refs.is_dir():
+        make_refs(refs)
+    settings = dict(images=str(refs), model=str(tiny.tiny_sd15(store)), out=str(out), resolution=64, steps=40,
+                    rank=4, render_validation=False)
+    return config_for(builtin_bible()["aldar"], **{**settings, **options})
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Loading a model is where checking must have ended: reaching it raises instead."""
+    class ModelsLoaded(Exception):
+        pass
+
+    def load_components(*args, **kwargs):
+        raise ModelsLoaded()
+
+    monkeypatch.setattr(models, "load_components", load_components)
+    return ModelsLoaded
+
+
+@pytest.mark.parametrize("bad", ["missing model", "pickled vae", "renamed pickle as vae", "no usable images",
+                                 "half precision on the cpu", "class images without a prompt"])
+def test_a_refused_training_writes_and_logs_nothing(store, tmp_path, no_model_loading, bad):
+    from autokose.cast.train import train_character
+
+    out = tmp_path / "new" / "out"
+    (tmp_path / "w").mkdir()
+    options = {
+        "missing model": {"model": str(tmp_path / "nope")},
+        "pickled vae": {"vae": str(tmp_path / "w" / "vae.ckpt")},
+        "renamed pickle as vae": {"vae": str(tmp_path / "w" / "vae.safetensors")},
+        "no usable images": {"images": str(tmp_path / "w")},
+        "half precision on the cpu": {"mixed_precision": "fp16", "device": "cpu"},
+        "class images without a prompt": {"class_images": str(tmp_path / "classes")},
+    }[bad]
+    for name in ("vae.ckpt", "vae.safetensors"):
+        (tmp_path / "w" / name).write_bytes(b"\x80\x02}q\x00.")  # a pickle's opening bytes
+    logged = []
+    with pytest.raises(InputError) as e:
+        train_character(training(store, tmp_path, out, **options), log=logged.append)
+    one_line(e)
+    assert logged == [] and not (tmp_path / "new").exists() and not (tmp_path / "classes").exists()
+
+
+@pytest.mark.parametrize("damage", ["state nested too deeply", "state not an object", "weights missing",
+                                    "tensor reference missing", "losses not numbers", "no scheduler state",
+                                    "checkpoints is a file"])
+def test_resume_refuses_a_damaged_checkpoint_before_loading_any_model(store, tmp_path, no_model_loading, damage):
+    from autokose.cast.train import train_character
+
+    out = tmp_path / "out"
+    path = checkpoint(out)
+    meta = json.loads((path / "state.json").read_text())
+    if damage == "state nested too deeply":
+        (path / "state.json").write_text('{"step": 30, "states": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    elif damage == "state not an object":
+        (path / "state.json").write_text("[]")
+    elif damage == "weights missing":
+        (path / "weights.safetensors").unlink()
+    elif damage == "checkpoints is a file":
+        shutil.rmtree(out / "checkpoints")
+        (out / "checkpoints").write_text("x")
+    else:
+        if damage == "tensor reference missing":
+            meta["states"] = {"__dict__": [["optimizer", {"__tensor__": "x"}]]}
+        elif damage == "losses not numbers":
+            meta["extra"]["losses"] = ["low"]
+        else:
+            meta["states"]["__dict__"] = meta["states"]["__dict__"][:1]
+        (path / "state.json").write_text(json.dumps(meta))
+    before = sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*"))
+    logged = []
+    with pytest.raises(InputError) as e:
+        train_character(training(store, tmp_path, out), resume=True, log=logged.append)
+    assert str(out / "checkpoints") in one_line(e)
+    assert logged == []
+    assert sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*")) == before
+
+
+def test_an_intact_checkpoint_passes_the_checks(store, tmp_path, no_model_loading):
+    from autokose.cast.train import train_character
+
+    out = tmp_path / "out"
+    checkpoint(out)
+    with pytest.raises(no_model_loading):
+        train_character(training(store, tmp_path, out), resume=True)
+    assert (out / "checkpoints" / "step-000030" / "state.json").is_file()  # a failed resume keeps its progress
+
+
+def test_a_run_that_fails_after_creating_its_folder_takes_it_away(store, tmp_path, no_model_loading):
+    from autokose.cast.train import LOG_NAME, train_character
+
+    logged = []
+    with pytest.raises(no_model_loading):
+        train_character(training(store, tmp_path, tmp_path / "new" / "out"), log=logged.append)
+    assert logged and not (tmp_path / "new").exists()  # it got as far as its log, then left no trace
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(no_model_loading):
+        train_character(training(store, tmp_path, tmp_path / "mine"))
+    assert (tmp_path / "mine" / LOG_NAME).is_file()  # the user's folder stays

@@ -253,6 +253,7 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(trained, workdir, tmp_path
     result = cli("character", "train", "aldar", "--images", workdir / "refs", "--model", workdir / "tiny-sd15",
                  "--out", out, *TRAIN_ARGS, "--resume")
     assert_user_error(result, f"{latest}: unreadable checkpoint", "delete it to resume from an earlier one")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # refused before any log line or model load
     assert not (out / "card.json").exists()  # no card recording steps that never ran
 
 

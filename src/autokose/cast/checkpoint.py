@@ -77,7 +77,7 @@ def save_checkpoint(out: Path, step: int, weights: dict[str, torch.Tensor], stat
     final = checkpoint_dir(out, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove(tmp)
     tmp.mkdir()
     try:
         save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in weights.items()},
@@ -89,17 +89,33 @@ def save_checkpoint(out: Path, step: int, weights: dict[str, torch.Tensor], stat
         for f in tmp.iterdir():  # on disk before the rename makes the folder count
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if final.exists():  # a rerun reached the same step: replace it
+        if os.path.lexists(final):  # a rerun reached the same step (or a stray file has its name): replace it
             old = final.parent / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)
             os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             os.replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
     return final
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder, file or link if there is one: the old copy a swap replaced is whatever was there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink(missing_ok=True)
+
+
+def check_folder(out: Path) -> None:
+    """`out/checkpoints` is a folder or absent: a file there would stop the first checkpoint mid-run."""
+    root = Path(out) / FOLDER
+    if os.path.lexists(root) and not root.is_dir():
+        raise InputError(f"{root}: not a folder, so no checkpoint can be saved; move it away "
+                         "(or use --force to start over)")
 
 
 def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
@@ -136,7 +152,7 @@ def load_checkpoint(path: Path, max_step: int | None = None) -> Checkpoint:
         if not isinstance(states, dict) or not isinstance(extra, dict):
             raise ValueError("states and extra must be objects")
     except (OSError, UnicodeDecodeError, ValueError, SafetensorError, KeyError, TypeError, AttributeError,
-            IndexError) as e:  # damaged files, and whatever a tampered structure raises while unflattening
+            IndexError, RecursionError) as e:  # damaged files, and whatever a tampered structure raises while read
         raise InputError(f"{path}: unreadable checkpoint ({describe(e)}); "
                          "delete it to resume from an earlier one") from None
     return Checkpoint(step=step, weights=weights, states=states, extra=extra, path=path)
@@ -157,6 +173,8 @@ def _step(meta: dict, path: Path, max_step: int | None) -> int:
 
 def describe(e: Exception) -> str:
     """One line: the message, named by its type where the message alone says little (a KeyError's key)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return (text if text and not isinstance(e, (KeyError, TypeError, AttributeError, IndexError))
             else f"{type(e).__name__}: {text}")[:200]
@@ -169,7 +187,7 @@ def prune_checkpoints(out: Path, keep: int) -> None:
         return
     for d in root.iterdir():
         if d.name.startswith((".tmp-", ".old-")) and not d.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(d, ignore_errors=True)
+            _remove(d)
     found = list_checkpoints(out)
     for _, d in found[: max(0, len(found) - keep)]:
-        shutil.rmtree(d, ignore_errors=True)
+        _remove(d)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -174,10 +175,15 @@ def kohya_file_name(character: str) -> str:
     return f"{character}_kohya.safetensors"
 
 
-def prepare_output(out: Path, character: str, *, resume: bool, force: bool) -> None:
-    """Check OUT can take this run: writable, and not holding another run unless asked."""
+def check_output(out: Path, *, resume: bool, force: bool) -> None:
+    """Check OUT can take this run without writing anything: a folder (or nothing yet, under a
+    folder we may write in), and not holding another run unless asked."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    nearest = next(p for p in [out, *out.parents] if os.path.lexists(p))
+    if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+        why = "permission denied" if nearest.is_dir() else f"{nearest} is not a folder"
+        raise InputError(f"--out {out}: output folder is not writable ({why})")
     if resume and force:
         raise InputError("--resume and --force contradict each other; choose one")
     # A run that failed before training leaves only its log and config: nothing to protect.
@@ -185,6 +191,13 @@ def prepare_output(out: Path, character: str, *, resume: bool, force: bool) -> N
     if leftovers and not (resume or force):
         raise InputError(f"--out {out}: folder is not empty (use --resume to continue its training "
                          "or --force to start over)")
+
+
+def create_output(out: Path, character: str, *, resume: bool) -> Path | None:
+    """Make OUT writable (creating it and missing parents) and, unless resuming, clear a previous
+    run's outputs. Returns the topmost folder it created (None if OUT existed), so that a run
+    failing early can take it away again."""
+    made = next((p for p in reversed([out, *out.parents]) if not os.path.lexists(p)), None)
     ensure_writable_dir(out, f"--out {out}")
     if not resume:  # only what a training run writes: never a user's other files
         for name in output_names(character):
@@ -193,6 +206,32 @@ def prepare_output(out: Path, character: str, *, resume: bool, force: bool) -> N
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
+    return made
+
+
+def remove_unfinished(out: Path, made: Path) -> None:
+    """After a failed run in a folder it created (`made` being the topmost new one): remove it
+    again while it holds only this run's set-up files (log, config, empty folders). A folder with
+    a checkpoint or anything else stays: that is progress to resume, not a leftover."""
+    if not out.is_dir() or not all(_setup_file(p) for p in out.iterdir()):
+        return
+    shutil.rmtree(out)
+    folder = out
+    while folder != made and folder.parent != folder:
+        folder = folder.parent
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else's file) or gone: stop there
+            return
+
+
+def _setup_file(path: Path) -> bool:
+    """What a run writes before training (its log, its config, folders still empty): safe to delete."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return not any(path.iterdir())
+    return path.name in (LOG_NAME, CONFIG_NAME)
 
 
 def reconcile(out: Path, config: TrainConfig) -> TrainConfig:
@@ -214,6 +253,36 @@ def reconcile(out: Path, config: TrainConfig) -> TrainConfig:
             raise InputError(f"--resume: {name} is {getattr(config, name)!r} here but {getattr(saved, name)!r} "
                              f"in the run in {out}; use the same options (or --force to start over)")
     return config
+
+
+def resume_checkpoint(out: Path, steps: int) -> ckpt.Checkpoint | None:
+    """On --resume: the newest checkpoint in OUT (None when there is none yet), read and checked in
+    full before any model loads, so a damaged one costs no loading time and prints nothing first."""
+    ckpt.check_folder(out)
+    path = ckpt.latest_checkpoint(out)
+    if path is None:
+        return None
+    saved = ckpt.load_checkpoint(path, max_step=steps)
+    losses = saved.extra.get("losses", [])
+    if not isinstance(losses, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses):
+        problem = "its losses are not a list of numbers"
+    elif not all(isinstance(saved.states.get(name), dict) for name in ("optimizer", "lr_scheduler")):
+        problem = "no optimizer or LR scheduler state"
+    else:
+        return saved
+    raise InputError(f"{path}: unreadable checkpoint ({problem}); delete it to resume from an earlier one")
+
+
+def training_precision(mixed_precision: str, device: str) -> str:
+    """'no', 'fp16' or 'bf16' for --mixed-precision on `device` (auto: half precision on a GPU only)."""
+    import torch
+
+    precision = mixed_precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.startswith("cuda") else "no"
+    if precision != "no" and device == "cpu":
+        raise InputError(f"--mixed-precision {precision}: needs a GPU (this run is on the CPU)")
+    return precision
 
 
 # --------------------------------------------------------------------------- reproducible randomness
@@ -254,22 +323,53 @@ class LoraTrainer:
 
     # -- set-up ------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        from autokose.models import check_text_encoder_lora_support, require_diffusion
+        t0 = time.perf_counter()
+        self.check_inputs()
+        made = create_output(self.out, self.config.character, resume=self.resume)
+        try:
+            return self.train_into_out(t0)
+        except BaseException:
+            if made is not None:
+                remove_unfinished(self.out, made)
+            raise
+
+    def check_inputs(self) -> None:
+        """Everything a user can get wrong, checked before the first write or log line: OUT, the
+        checkpoint to resume from, the device, the model and VAE (pickles refused from their names
+        and headers alone) and every reference image. Sets the architecture, resolution, dataset
+        and the checkpoint (`self.resumed`, None when starting at step 0)."""
+        from autokose.models import (
+            check_model,
+            check_part,
+            check_text_encoder_lora_support,
+            detect_arch,
+            require_diffusion,
+            resolve_device,
+        )
 
         cfg = self.config
-        t0 = time.perf_counter()
         require_diffusion()
         if cfg.train_text_encoder:
             check_text_encoder_lora_support("--train-text-encoder")
-        prepare_output(self.out, cfg.character, resume=self.resume, force=self.force)
+        check_output(self.out, resume=self.resume, force=self.force)
+        self.resumed = None
         if self.resume:
             reconcile(self.out, cfg)
-        from autokose.models import detect_arch
-
+            self.resumed = resume_checkpoint(self.out, cfg.steps)
+        training_precision(cfg.mixed_precision, resolve_device(cfg.device))
+        if cfg.class_images and not cfg.class_prompt:
+            raise InputError("--class-images needs --class-prompt (e.g. 'a photo of a young Kazakh man')")
+        check_model(cfg.model, cfg.base_config)
+        if cfg.vae:
+            check_part(cfg.vae, "vae", ("", "vae"))
         self.arch = ("sdxl" if cfg.sdxl else "sd15") if cfg.sdxl is not None else detect_arch(cfg.model, cfg.base_config)
         self.resolution = cfg.resolution or RESOLUTION[self.arch]
         self.dataset = prepare_images(cfg.images, resolution=self.resolution, caption=cfg.caption,
                                       trigger=cfg.trigger, min_side=cfg.min_side)
+
+    def train_into_out(self, t0: float) -> TrainResult:
+        """The run proper, once its inputs are checked and OUT exists."""
+        cfg = self.config
         for s in self.dataset.skipped:
             self.log(f"skipped {s}")
         write_json(self.out / CONFIG_NAME, cfg.model_dump(mode="json"))
@@ -297,12 +397,7 @@ class LoraTrainer:
 
         cfg = self.config
         device = resolve_device(cfg.device)
-        precision = cfg.mixed_precision
-        if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.startswith("cuda") else "no"
-        if precision != "no" and device == "cpu":
-            raise InputError(f"--mixed-precision {precision}: needs a GPU (this run is on the CPU)")
-        self.precision = precision
+        self.precision = precision = training_precision(cfg.mixed_precision, device)
         self.weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.accelerator = Accelerator(mixed_precision=precision, cpu=device == "cpu")
         self.device = self.accelerator.device
@@ -454,24 +549,21 @@ class LoraTrainer:
         return path
 
     def restore(self) -> int:
-        """Load the newest checkpoint in OUT; the step to continue from (0 if there is none)."""
+        """Continue from the checkpoint `check_inputs` read; the step to continue from (0 if there is none)."""
         import torch
 
-        path = ckpt.latest_checkpoint(self.out)
-        if path is None:
+        saved = self.resumed
+        if saved is None:
             self.log("no checkpoint to resume from; starting at step 0")
             return 0
-        saved = ckpt.load_checkpoint(path, max_step=self.config.steps)
+        path = saved.path
         params = self.trainable_parameters()
         differ = set(params) ^ set(saved.weights)
         differ |= {name for name, p in params.items() if name in saved.weights and saved.weights[name].shape != p.shape}
         if differ:
             raise InputError(f"{path}: checkpoint does not match this model ({len(differ)} LoRA weights differ); "
                              "use --force to start over")
-        losses = saved.extra.get("losses", [])
         try:
-            if not isinstance(losses, list) or not all(isinstance(v, (int, float)) for v in losses):
-                raise ValueError("its losses are not a list of numbers")
             self.optimizer.load_state_dict(saved.states["optimizer"])
             self.lr_scheduler.load_state_dict(saved.states["lr_scheduler"])
             if self.accelerator.scaler is not None and "grad_scaler" in saved.states:
@@ -482,7 +574,7 @@ class LoraTrainer:
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(saved.weights[name].to(p.device, p.dtype))
-        self.losses = [float(v) for v in losses][: saved.step]
+        self.losses = [float(v) for v in saved.extra.get("losses", [])][: saved.step]
         self.log(f"resumed from {path.relative_to(self.out)} at step {saved.step}/{self.config.steps}")
         return saved.step
 
@@ -648,8 +740,6 @@ class LoraTrainer:
         cfg = self.config
         folder = Path(cfg.class_images)
         prompt = cfg.class_prompt
-        if not prompt:
-            raise InputError("--class-images needs --class-prompt (e.g. 'a photo of a young Kazakh man')")
         folder.mkdir(parents=True, exist_ok=True)
         have = len(list_candidates(folder))
         if have < cfg.num_class_images:
