@@ -87,3 +87,22 @@ def test_a_deeply_nested_manifest_is_one_line(tmp_path):
     (tmp_path / "manifest.json").write_text('{"command": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(InputError, match="manifest.json: unreadable manifest .nested too deeply"):
         saved(Board(tmp_path))
+
+
+@pytest.mark.parametrize(("given", "size"), [
+    ({"width": 768}, (768, 432)),       # one side given: the other keeps the default 16:9, in 8s
+    ({"height": 512}, (912, 512)),
+    ({"width": 1920}, (1920, 1080)),
+    ({"height": 4096}, (4096, 4096)),   # the derived side stays inside the bounds
+    ({"width": 100, "height": 100}, (100, 100)),
+    ({}, (960, 540)),
+])
+def test_one_frame_side_given_derives_the_other(given, size):
+    render = resolve(None, given).render
+    assert (render.width, render.height) == size
+
+
+def test_a_saved_side_is_kept_when_the_other_is_given():
+    base = resolve(None, {"width": 800, "height": 600})
+    render = resolve(base, {"width": 400}).render
+    assert (render.width, render.height) == (400, 600)

@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from autokose import __version__
 from autokose.errors import InputError
+from autokose.render import MAX_SIDE, MIN_SIDE
 from autokose.story import MAX_LOGLINE_CHARS, MAX_SCENES, format_validation_error
 
 console = Console(stderr=True)
@@ -32,7 +33,6 @@ ENVIRONMENT_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.E
                                 errno.ENOTDIR, errno.EISDIR})
 
 # RenderSettings' bounds for --width/--height.
-MIN_SIDE, MAX_SIDE = 64, 4096
 
 
 def literal(value: object) -> Text:

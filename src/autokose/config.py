@@ -13,7 +13,7 @@ import logging
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autokose.errors import InputError
-from autokose.render import RenderSettings
+from autokose.render import MAX_SIDE, MIN_SIDE, RenderSettings
 from autokose.story import MAX_SCENES, format_validation_error
 
 STAGES = ("write", "cast", "stage", "render", "score", "export")
@@ -102,7 +102,7 @@ def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
     quality["picks"] = {**quality["picks"], **given.pop("picks", {})}
 
     render = data["render"]
-    render.update({k: given.pop(k) for k in SIZE if k in given})
+    render.update(_frame_size(render, {k: given.pop(k) for k in SIZE if k in given}))
     diffusion = render["diffusion"]
     diffusion.update({DIFFUSION_KEYS.get(k, k): v for k, v in given.items() if v != []})
     if diffusion.get("model"):
@@ -116,6 +116,21 @@ def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
     if saved is not None:
         _log_kept(saved, overrides)
     return cfg
+
+
+def _frame_size(render: dict, given: dict) -> dict:
+    """The size options given, plus the other side when only one is given and the other is the
+    default: `--width 768` means 768×432 (the default 16:9, in multiples of 8 as diffusion
+    needs), not 768×540."""
+    if len(given) != 1:
+        return given
+    (side, value), = given.items()
+    other = "height" if side == "width" else "width"
+    default = {k: RenderSettings.model_fields[k].default for k in SIZE}
+    if render[other] != default[other] or not isinstance(value, int):
+        return given
+    derived = round(value * default[other] / default[side] / 8) * 8
+    return {side: value, other: min(MAX_SIDE, max(MIN_SIDE, derived))}
 
 
 def _log_kept(saved: RunConfig, overrides: dict) -> None:

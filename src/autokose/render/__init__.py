@@ -17,14 +17,17 @@ from autokose.staging import Layout
 from autokose.story import Story
 
 
+MIN_SIDE, MAX_SIDE = 64, 4096  # frame size bounds, in pixels
+
+
 class RenderSettings(BaseModel):
     """Everything that decides the pixels; stored in manifest.json for exact reruns."""
 
     model_config = ConfigDict(extra="forbid")
 
     renderer: Literal["previz", "diffusion"] = "previz"
-    width: int = Field(960, ge=64, le=4096)
-    height: int = Field(540, ge=64, le=4096)
+    width: int = Field(960, ge=MIN_SIDE, le=MAX_SIDE)
+    height: int = Field(540, ge=MIN_SIDE, le=MAX_SIDE)
     # Diffusion options live in their own model (autokose.render.diffusion); kept as a dict
     # here so previz runs never import torch.
     diffusion: dict = Field(default_factory=dict)
