@@ -54,14 +54,7 @@ def layouts(story):
 
 @pytest.fixture(scope="module")
 def references(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("refs")
-    paths = []
-    for n, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
-        img = Image.new("RGB", (48, 48), colour)
-        ImageDraw.Draw(img).ellipse((10, 8, 38, 40), fill=(230, 190, 140))
-        img.save(folder / f"aldar_{n}.png")
-        paths.append(folder / f"aldar_{n}.png")
-    return paths
+    return tiny.reference_faces(tmp_path_factory.mktemp("refs"))
 
 
 def renderer(model, assets=None, width=W, height=H, **options) -> DiffusionRenderer:

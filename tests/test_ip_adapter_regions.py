@@ -16,7 +16,6 @@ import pytest
 import tiny
 import torch
 from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
-from PIL import Image, ImageDraw
 
 from autokose.bible import builtin_bible
 from autokose.cast import IdentityAssets
@@ -35,13 +34,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def references(store):
-    paths = []
-    for n, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
-        img = Image.new("RGB", (48, 48), colour)
-        ImageDraw.Draw(img).ellipse((10, 8, 38, 40), fill=(230, 190, 140))
-        img.save(store / f"aldar_{n}.png")
-        paths.append(store / f"aldar_{n}.png")
-    return paths
+    return tiny.reference_faces(store)
 
 
 def token_box_mask(box, tokens: int) -> np.ndarray:

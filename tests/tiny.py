@@ -419,3 +419,16 @@ def tiny_lora_kohya(tmp_path: Path) -> Path:
             state[f"{key}.alpha"] = torch.tensor(float(LORA_RANK))
         save_file(state, str(path), metadata={"ss_network_module": "networks.lora"})
     return path
+
+
+def reference_faces(folder: Path) -> list[Path]:
+    """Two small cartoon "photos" of one character (a face disc on red, then on blue): IP-Adapter references."""
+    from PIL import Image, ImageDraw
+
+    paths = []
+    for n, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
+        img = Image.new("RGB", (48, 48), colour)
+        ImageDraw.Draw(img).ellipse((10, 8, 38, 40), fill=(230, 190, 140))
+        img.save(folder / f"aldar_{n}.png")
+        paths.append(folder / f"aldar_{n}.png")
+    return paths
