@@ -215,6 +215,17 @@ def test_pick_on_a_previz_board_says_it_changes_nothing(board: Path):
     assert {p.name: p.read_bytes() for p in (board / "frames").glob("*.png")} == frames
 
 
+def test_a_lora_in_story_json_on_a_previz_board_says_it_changes_nothing(board: Path):
+    story = json.loads((board / "story.json").read_text(encoding="utf-8"))
+    story["characters"][0]["lora"] = "loras/[x].safetensors:0.8"
+    (board / "story.json").write_text(json.dumps(story, ensure_ascii=False), encoding="utf-8")
+    result = cli("render", board / "story.json", "--only", "1")
+    assert result.exit_code == 0, result.output
+    cid = story["characters"][0]["id"]
+    assert f"warning: story.json gives {cid} the LoRA loras/[x].safetensors:0.8: the previz renderer draws no LoRA" \
+        in result.output
+
+
 def test_empty_stage_lists_are_refused(board: Path):
     assert_user_error(cli("story", LOGLINE, "--out", board, "--resume", "--stages", ""), "no stage given")
     assert_user_error(cli("render", board / "story.json", "--stages", " , "), "no stage given")

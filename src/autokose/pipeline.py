@@ -139,11 +139,17 @@ def _check_before_writing(board: Board, cfg: RunConfig, story: Story, assets: di
 
 
 def _checked_picks(cfg: RunConfig, story: Story) -> RunConfig:
-    """--pick names scenes of the story; on previz it changes nothing (deterministic, no candidates)."""
+    """--pick names scenes of the story. On previz, picks and story.json's LoRAs change nothing: say so."""
     bad = [i for i in cfg.quality.picks if not 1 <= i <= len(story.scenes)]
     if bad:
         raise InputError(f"--pick: no scene {bad[0]} (the story has scenes 1–{len(story.scenes)})")
-    if cfg.render.renderer != "previz" or not cfg.quality.picks:
+    if cfg.render.renderer != "previz":
+        return cfg
+    for ch in story.characters:
+        if ch.lora:
+            log.warning("story.json gives %s the LoRA %s: the previz renderer draws no LoRA "
+                        "(render with --model to use it)", ch.id, ch.lora)
+    if not cfg.quality.picks:
         return cfg
     log.warning("--pick changes nothing on a previz board: previz frames are deterministic, there are no candidates")
     return cfg.model_copy(update={"quality": cfg.quality.model_copy(update={"picks": {}})})
