@@ -32,8 +32,6 @@ console = Console(stderr=True)
 ENVIRONMENT_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
                                 errno.ENOTDIR, errno.EISDIR})
 
-# RenderSettings' bounds for --width/--height.
-
 
 def literal(value: object) -> Text:
     """`value` as plain text for rich: `[bold]` or `[/x]` in a path or message is shown, not obeyed.
