@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from autokose.board import Board
+from autokose.board import HEATMAP_FILE, SCORES_FILE, Board
 from autokose.errors import InputError
 from autokose.faces import FaceBox, face_distance
-from autokose.score import HEATMAP_FILE, SCORES_FILE, IdentityScorer, read_image, score_board
+from autokose.score import IdentityScorer, read_image, score_board
 from autokose.score.clip import SKIPPED_NO_MODEL, load_clip
 from autokose.score.face import THRESHOLD, Face, assign_faces, find_faces, identity_from_distance
 from autokose.score.metrics import aggregate, heatmap, roc, similarity_matrix

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from autokose import __version__
 from autokose.errors import InputError
 from autokose.render import MAX_SIDE, MIN_SIDE
-from autokose.story import MAX_LOGLINE_CHARS, MAX_SCENES, format_validation_error
+from autokose.story import MAX_LOGLINE_CHARS, MAX_SCENES, SURROGATE, format_validation_error
 
 console = Console(stderr=True)
 
@@ -142,7 +142,7 @@ def stage_progress():
 
 def check_logline(logline: str) -> None:
     """One line for a logline no writer can use: empty, too long, undecodable bytes, binary data."""
-    if any("\ud800" <= c <= "\udfff" for c in logline):  # bytes argv could not decode (surrogateescape)
+    if SURROGATE.search(logline):  # bytes argv could not decode (surrogateescape)
         fail("logline is not valid UTF-8")
     if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in logline):
         fail("logline contains control characters (NUL or other binary data)")

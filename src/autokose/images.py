@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from autokose.errors import first_line
+
 MAX_PIXELS = 64_000_000  # far above any photo or frame we use, far below what exhausts memory
 
 
@@ -38,8 +40,7 @@ def reading() -> Iterator[None]:
     except UnidentifiedImageError:
         raise Unreadable("not an image") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt files
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise Unreadable(f"unreadable image ({detail})") from None
+        raise Unreadable(f"unreadable image ({first_line(e)})") from None
 
 
 def check_size(image: Image.Image, max_pixels: int = MAX_PIXELS) -> None:

@@ -38,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autokose.errors import InputError
+from autokose.errors import InputError, first_line
 
 ARCHS = ("sd15", "sdxl")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
@@ -100,7 +100,7 @@ def safetensors_keys(path: Path) -> list[str]:
         with safe_open(str(path), framework="numpy") as f:
             return list(f.keys())
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise InputError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+        raise InputError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
 
 
 def check_weights(path: Path | str, what: str) -> list[str]:
@@ -109,11 +109,6 @@ def check_weights(path: Path | str, what: str) -> list[str]:
     if not keys:
         raise InputError(f"--{what} {path}: the safetensors file holds no tensors")
     return keys
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 # --------------------------------------------------------------------------- installed libraries
@@ -363,7 +358,7 @@ def _loading(source: Source, what: str, spec: str, detail: str = "", hint: str =
             raise
         if source.kind == "hub":
             raise _hub_error(source.location, what, e) from None
-        raise InputError(f"--{what} {spec}: cannot load{detail} ({_first_line(e)[:300]}){hint}") from None
+        raise InputError(f"--{what} {spec}: cannot load{detail} ({first_line(e)[:300]}){hint}") from None
 
 
 # --------------------------------------------------------------------------- loaders

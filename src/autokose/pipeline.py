@@ -27,7 +27,7 @@ log = logging.getLogger("autokose")
 
 # (stage name, units done, units total): the CLI turns this into rich progress bars.
 Progress = Callable[[str, int, int], None]
-# (frame key "NN", manifest entry): called as soon as a frame is on disk.
+# (frame key "NN", manifest entry): called just before the frame is written (see write_frame).
 Record = Callable[[str, dict], None]
 
 

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from autokose.board import HEATMAP_FILE, SCORES_FILE
 from autokose.errors import InputError
 from autokose.faces import face_distance
 from autokose.images import Unreadable, open_rgb
@@ -69,8 +70,6 @@ from autokose.score.face import (
 )
 from autokose.score.metrics import aggregate, heatmap, mean_off_diagonal, similarity_matrix
 
-SCORES_FILE = "scores.json"
-HEATMAP_FILE = "scores_heatmap.png"
 SCORES_VERSION = 1
 # CLIP-I below this is "low". A heuristic, not calibrated on this project's data: CLIP image
 # embeddings of one subject typically agree at ~0.8 (DreamBooth's CLIP-I), unrelated images ~0.5.

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autokose.cast import LoraRef
-from autokose.errors import InputError
+from autokose.errors import InputError, first_line
 from autokose.models import (
     check_folder_weights,
     check_text_encoder_lora_support,
@@ -98,8 +98,7 @@ def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]]) -> list[LoadedLora
         except (ValueError, KeyError, RuntimeError) as e:
             if is_peft_version_error(e):
                 raise InputError(peft_mismatch(f"--lora {ref.path}")) from None
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputError(f"--lora {ref.path}: not a LoRA this model can use ({first[:200]})") from None
+            raise InputError(f"--lora {ref.path}: not a LoRA this model can use ({first_line(e)[:200]})") from None
         seen[key] = LoadedLora(name, str(path), ref.weight, character)
         loaded.append(seen[key])
     if loaded:
@@ -196,8 +195,7 @@ def load_ip_adapter(pipe, files: IpAdapterFiles) -> None:
         pipe.load_ip_adapter(str(files.weights.parent), subfolder="", weight_name=files.weights.name,
                              image_encoder_folder=None, local_files_only=True)
     except (ValueError, KeyError, RuntimeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"--ip-adapter {files.weights}: does not fit this model ({first[:200]})") from None
+        raise InputError(f"--ip-adapter {files.weights}: does not fit this model ({first_line(e)[:200]})") from None
 
 
 def image_hash(path: Path) -> str:

@@ -5,9 +5,10 @@ the same autokose version gets the same pixels.
 
 Frame size. `RenderSettings.width/height` are honoured exactly; each must be a multiple of 8
 (the VAE's factor), else the run fails before anything is written, rather than drawing a
-frame of another size than the manifest records. Its defaults (960x540, the previz size) are a poor fit for diffusion models, so when they are
-left as they are a model-native 16:9 size is used instead: 768x432 for SD 1.5 (about the
-512x512 area it was trained on) and 1344x768 for SDXL (its 16:9 training bucket).
+frame of another size than the manifest records. Its defaults (960x540, the previz size) are
+a poor fit for diffusion models, so when they are left as they are a model-native 16:9 size
+is used instead: 768x432 for SD 1.5 (about the 512x512 area it was trained on) and 1344x768
+for SDXL (its 16:9 training bucket).
 """
 
 from __future__ import annotations
