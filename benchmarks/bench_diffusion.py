@@ -79,7 +79,7 @@ def build_pipeline(arch: str, device: str, dtype, tiny: bool):
     )
 
     from autokose.models import config_dir
-    from autokose.render.diffusion.renderer import make_scheduler
+    from autokose.render.diffusion.engine import make_scheduler
 
     root = config_dir(arch)
     unet_cfg = dict(UNet2DConditionModel.load_config(root / "unet"), **(TINY_UNET[arch] if tiny else {}))
@@ -183,13 +183,14 @@ def renderer(pipe, arch: str, device: str, dtype, *, steps: int, consistency: fl
     """AutoKöse's DiffusionRenderer around an already built pipeline (no loading from disk)."""
     from autokose.render import RenderSettings
     from autokose.render.diffusion import controls
-    from autokose.render.diffusion.renderer import DiffusionRenderer, Session
+    from autokose.render.diffusion.engine import Session
+    from autokose.render.diffusion.renderer import DiffusionRenderer
 
     settings = RenderSettings(renderer="diffusion", width=size, height=size, diffusion=dict(
         model="random-weights", controlnet="random-weights", ip_adapter="random-weights", consistency=consistency,
         steps=steps, cfg=7.0, batch_size=frames, cache_dir=str(cache)))
     r = DiffusionRenderer(settings, assets=assets)
-    r._session = Session(pipe=pipe, arch=arch, device=device, dtype=dtype,
+    r.engine._session = Session(pipe=pipe, arch=arch, device=device, dtype=dtype,
                          ip=controls.IpAdapterFiles(Path("random"), Path("random"), "ip-adapter_random"),
                          refs=controls.ReferenceEmbeddings(pipe, f"random-{arch}-{cache.name}", cache))
     return r

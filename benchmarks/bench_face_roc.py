@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from autokose.faces import face_distance
 from autokose.score import read_image
 from autokose.score.face import FACE_MODEL, THRESHOLD, find_faces, identity_from_distance
 from autokose.score.metrics import accuracy_at, roc
+
+from hardware import cpu_name  # benchmarks/hardware.py
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -46,12 +47,7 @@ def embed_folder(root: Path) -> tuple[dict[str, object], list[float]]:
 
 def cpu() -> str:
     """The CPU's name and core count, for the record."""
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores"
+    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def pairs(embeddings: dict) -> list[tuple[str, str, bool, float]]:

@@ -11,20 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from hardware import cpu_name  # benchmarks/hardware.py
 
 
 def main() -> None:
@@ -70,7 +60,7 @@ def main() -> None:
     assert len(frames) == 8
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"CPU: {cpu_model()} | cores available to this process: {cores} | {w}x{h} | repeat {args.repeat}")
+    print(f"CPU: {cpu_name()} | cores available to this process: {cores} | {w}x{h} | repeat {args.repeat}")
     print(f"import autokose previz modules: {import_s * 1000:.0f} ms (once per process)")
     print()
     print("| scene | shot | setting | time | SVG KiB | stage ms | SVG ms | rasterise ms | frame ms |")

@@ -108,7 +108,7 @@ def main() -> None:
         key = (config["low_vram"], config["controlnet"])
         t0 = time.perf_counter()
         if key in sessions:  # same pipeline: reuse it rather than load again (options apply per render)
-            renderer._session = sessions[key]
+            renderer.engine._session = sessions[key]
         else:
             sessions.clear()
             torch.cuda.empty_cache()

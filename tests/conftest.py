@@ -16,6 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """Tiny random-weight models shared by the whole session (tests/tiny.py's builders reuse what exists)."""
+    path = tmp_path_factory.getbasetemp() / "tiny-models"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():

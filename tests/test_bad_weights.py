@@ -29,13 +29,6 @@ from autokose.render.diffusion import DiffusionRenderer, controls
 from autokose.story import Scene, Story
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "tiny-models"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def renderer(model, assets=None, **options) -> DiffusionRenderer:
     options.setdefault("steps", 2)
     settings = RenderSettings(renderer="diffusion", width=64, height=64, diffusion=dict(model=str(model), **options))

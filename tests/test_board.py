@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from autokose.board import Board
-from autokose.cli import app
+from autokose.app.cli import app
 from autokose.errors import InputError
 from autokose.export import export_board
 
@@ -153,7 +153,7 @@ def test_force_removes_the_previous_boards_files_but_not_the_users(board: Path):
                  "--stages", "write,stage,render")
     assert result.exit_code == 0, result.output
     left = {p.relative_to(board).as_posix() for p in board.rglob("*") if p.is_file()}
-    assert left == {"story.json", "manifest.json", "frames/01.png", "frames/01.svg", "frames/02.png",
+    assert left == {"story.json", "manifest.json", "layouts.json", "frames/01.png", "frames/01.svg", "frames/02.png",
                     "frames/02.svg", "control/01_pose.png", "control/01_pose.json", "control/02_pose.png",
                     "control/02_pose.json", "frames/notes.txt", "my_sketch.png"}
     assert set(json.loads((board / "manifest.json").read_text())["frames"]) == {"01", "02"}

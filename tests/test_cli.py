@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autokose.cli import app
+from autokose.app.cli import app
+from autokose.story import MAX_SCENES
 
 EGG = (
     "Алдар Косе держит в руках блестящее «золотое яйцо». Бай наклоняется вперёд, "
@@ -142,7 +143,7 @@ def test_schema_and_characters_commands():
         (["story", "   \t "], "logline is empty"),
         (["story", "x" * 5000], "limit"),
         (["story", EGG, "--scenes", "0"], "--scenes"),
-        (["story", EGG, "--scenes", "25"], "--scenes"),
+        (["story", EGG, "--scenes", str(MAX_SCENES + 1)], "--scenes"),
         (["story", EGG, "--writer", "poet"], "poet"),
         (["story", EGG, "--stages", "write,paint"], "paint"),
         (["render", "missing/story.json"], "story file not found"),

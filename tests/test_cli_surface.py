@@ -16,7 +16,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from autokose import __version__
-from autokose.cli import MAX_SIDE, MIN_SIDE, app
+from autokose.app.cli import MAX_SIDE, MIN_SIDE, app
 
 REPO = Path(__file__).resolve().parents[1]
 LOGLINE = "Aldar Köse tricks the greedy Bai at the bazaar"

@@ -23,7 +23,7 @@ DIFFUSION = RunConfig.model_validate({
 def test_a_new_board_takes_what_is_given_and_defaults():
     cfg = resolve(None, {"logline": "x", "model": "m", "lora": ["l.safetensors"], "width": None, "best_of": None})
     assert cfg.render.renderer == "diffusion"
-    assert cfg.render.diffusion == {"model": "m", "loras": ["l.safetensors"]}
+    assert cfg.render.diffusion.given() == {"model": "m", "loras": ["l.safetensors"]}
     assert (cfg.render.width, cfg.quality.best_of, cfg.stages) == (960, 1, list(RunConfig().stages))
 
 
@@ -31,7 +31,7 @@ def test_a_resume_keeps_every_saved_setting_not_given_again(caplog):
     with caplog.at_level(logging.WARNING, logger="autokose"):
         cfg = resolve(DIFFUSION, {"logline": "Aldar and the Bai", "model": None, "steps": 8, "stages": None})
     assert cfg.render.renderer == "diffusion", "a resume without --model stays a diffusion board"
-    assert cfg.render.diffusion == {"model": "some/model", "steps": 8, "loras": ["a.safetensors:0.8"]}
+    assert cfg.render.diffusion.given() == {"model": "some/model", "steps": 8, "loras": ["a.safetensors:0.8"]}
     assert (cfg.render.width, cfg.render.height, cfg.quality.best_of, cfg.characters_file) == (512, 288, 3, "cast.yaml")
     assert cfg.only is None and cfg.stages == list(RunConfig().stages), "--only and --stages are this run's alone"
     notice = caplog.text

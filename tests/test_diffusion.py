@@ -17,19 +17,13 @@ from autokose.cast import IdentityAssets, LoraRef
 from autokose.errors import InputError
 from autokose.render import RenderSettings, get_renderer
 from autokose.render.diffusion import DiffusionRenderer, DiffusionSettings, controls
-from autokose.render.diffusion.prompts import build_negative, build_prompt, count_windows, encode_prompts
+from autokose.prompt_embeds import count_windows, encode_prompts
+from autokose.prompting import build_negative, build_prompt
 from autokose.render.diffusion.settings import frame_size
 from autokose.staging import stage_story
 from autokose.story import Blocking, Scene, Story
 
 W, H = 96, 64
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "tiny-models"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +80,54 @@ def test_settings_defaults_and_errors():
     assert (s.lineart, s.lineart_scale) == (None, 0.6)
     with pytest.raises(InputError, match="lineart_scale"):
         DiffusionSettings.from_render({"model": "m", "lineart": "x/y", "lineart_scale": -0.1})
+
+
+def test_render_settings_hold_typed_diffusion_settings_and_store_only_what_was_given():
+    r = RenderSettings(renderer="diffusion", diffusion={"model": "m", "steps": 4, "model_config": "cfg"})
+    assert isinstance(r.diffusion, DiffusionSettings)
+    assert (r.diffusion.steps, r.diffusion.cfg, r.diffusion.model_config_dir) == (4, 7.0, "cfg")
+    # the manifest keeps the user's options only: defaults stay defined in code
+    assert r.model_dump(mode="json")["diffusion"] == {"model": "m", "steps": 4, "model_config_dir": "cfg"}
+    assert RenderSettings.model_validate(r.model_dump(mode="json")) == r  # a manifest round trip
+    # previz boards: stored as {} (as every manifest so far), read back as no diffusion settings
+    assert RenderSettings().model_dump(mode="json")["diffusion"] == {}
+    assert RenderSettings.model_validate({"diffusion": {}}).diffusion is None
+    with pytest.raises(InputError, match="needs --model"):
+        DiffusionRenderer(RenderSettings(renderer="diffusion"))
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="steps"):
+        RenderSettings(diffusion={"model": "m", "steps": 0})
+
+
+def test_resolve_merges_diffusion_options_into_the_typed_settings(caplog):
+    import logging
+
+    from autokose.config import RunConfig, resolve
+
+    cfg = resolve(None, {"logline": "x", "model": "m", "model_config": "cfg", "steps": 3, "lora": ["a.safetensors"]})
+    assert cfg.render.renderer == "diffusion"
+    assert cfg.render.diffusion.given() == {"model": "m", "model_config_dir": "cfg", "steps": 3,
+                                            "loras": ["a.safetensors"]}
+    saved = RunConfig.model_validate(cfg.model_dump(mode="json"))  # as read back from manifest.json
+    with caplog.at_level(logging.WARNING, logger="autokose"):
+        again = resolve(saved, {"steps": 5})
+    assert again.render.diffusion.given() == {**cfg.render.diffusion.given(), "steps": 5}
+    assert "--model-config cfg" in caplog.text and "--lora a.safetensors" in caplog.text
+    # an old manifest, written when the options were a plain dict under their CLI names
+    old = RunConfig.model_validate({"render": {"renderer": "diffusion", "diffusion": {"model": "m", "model_config": "c"}}})
+    assert old.render.diffusion.model_config_dir == "c"
+    with pytest.raises(InputError, match="diffusion options need --model"):
+        resolve(None, {"steps": 3})
+
+
+def test_json_schema_names_and_describes_every_diffusion_option():
+    schema = RenderSettings.model_json_schema()
+    fields = schema["$defs"]["DiffusionSettings"]["properties"]
+    assert set(fields) == set(DiffusionSettings.model_fields)
+    assert all(f.get("description") for f in fields.values()), [k for k, f in fields.items() if not f.get("description")]
+    assert fields["steps"]["default"] == 25 and fields["steps"]["minimum"] == 1
+    assert "model" in schema["$defs"]["DiffusionSettings"]["required"]
 
 
 def test_frame_size_rule():
@@ -309,7 +351,7 @@ def test_ip_adapter_gives_each_character_its_own_region(store, story, layouts, r
 
 
 def test_box_mask():
-    from autokose.render.diffusion.renderer import box_mask
+    from autokose.regions import box_mask
 
     mask = box_mask((0.25, 0.5, 0.75, 1.0), 8, 4)
     assert mask.shape == (4, 8) and mask.sum() == 4 * 2
@@ -437,7 +479,7 @@ def test_sdxl_pose_and_lineart_together(store, story, layouts, monkeypatch):
 def test_missing_lineart_model_fails_before_anything_is_written(store, tmp_path):
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     missing = str(tmp_path / "no-lineart")
     with pytest.raises(InputError, match="--lineart"):
@@ -473,7 +515,7 @@ def test_cli_story_then_render_only_reproduces_the_frame(store, tmp_path):
     """`autokose story … --model` then `autokose render story.json --only 2` with the manifest's settings."""
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     board = tmp_path / "board"
     cli = CliRunner()
@@ -514,7 +556,7 @@ def test_cli_story_then_render_only_reproduces_the_frame(store, tmp_path):
 def test_cli_story_with_openpose_and_lineart(store, tmp_path):
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     board, net = tmp_path / "board", str(tiny.tiny_controlnet(store))
     result = CliRunner().invoke(app, [

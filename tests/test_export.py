@@ -74,7 +74,9 @@ def pdf_text(data: bytes) -> str:
 
     def stream(n: int) -> bytes:
         head, _, rest = objs[n].partition(b"stream\n")
-        raw = rest.rsplit(b"endstream", 1)[0].rstrip(b"\r\n")
+        # /Length, not stripping newlines: compressed bytes may end in \n or \r themselves.
+        length = re.search(rb"/Length (\d+)", head)
+        raw = rest[:int(length.group(1))] if length else rest.rsplit(b"endstream", 1)[0].rstrip(b"\r\n")
         return zlib.decompress(raw) if b"/FlateDecode" in head else raw
 
     def to_unicode(font_ref: int) -> dict[int, str]:
@@ -204,6 +206,23 @@ def test_sheet_grid_depends_on_frame_count(tmp_path):
     assert sizes[2][0] < sizes[4][0] == sizes[6][0]  # up to 4 columns
     assert sizes[4][1] < sizes[6][1]  # a second row
     assert load(tmp_path / "b6" / "sheet.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_sheet_grid_for_long_boards_is_capped_and_about_square():
+    from autokose.export.sheet import HEADER_H, LABEL_H, MAX_WIDTH, PAD, grid
+
+    assert [grid(n, 9 / 16) for n in (1, 3, 8, 24)] == [(1, 360), (3, 360), (4, 360), (4, 360)]  # as it always was
+    for n in (25, 100, 120, 300):
+        cols, thumb_w = grid(n, 9 / 16)
+        rows = -(-n // cols)
+        width = cols * thumb_w + (cols + 1) * PAD
+        height = HEADER_H + rows * (round(thumb_w * 9 / 16) + LABEL_H) + (rows + 1) * PAD
+        assert cols > 4 and width <= MAX_WIDTH and 0.6 < height / width < 1.25, (n, cols, thumb_w, width, height)
+    assert grid(300, 9 / 16) == (15, 253)
+    assert grid(2, 64) == (2, 360) and grid(24, 16 / 9) == (4, 360)  # any shape of frame: as it always was
+    assert grid(25, 64) == (25, 145)  # tall frames: never more columns than frames
+    cols, thumb_w = grid(300, 64)
+    assert cols * thumb_w + (cols + 1) * PAD <= MAX_WIDTH and thumb_w >= 32
 
 
 def test_reruns_are_byte_identical(tmp_path):

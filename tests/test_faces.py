@@ -168,6 +168,7 @@ def test_score_board_says_ok_for_the_right_reference_and_low_for_the_wrong_one(t
 def test_status_flips_at_the_face_threshold(tmp_path, monkeypatch, distance, status):
     """Synthetic embeddings at a known distance from the card's centroid: ok below 0.6, low above."""
     import autokose.score as score
+    import autokose.score.identity as identity
     from autokose.score.face import Face, identity_from_distance
 
     centroid = np.zeros(128)
@@ -175,7 +176,7 @@ def test_status_flips_at_the_face_threshold(tmp_path, monkeypatch, distance, sta
     card.write_text(json.dumps({"face_centroid": centroid.tolist()}))
     embedding = np.zeros(128)
     embedding[7] = distance
-    monkeypatch.setattr(score, "find_faces", lambda image, **kw: [Face(faces.FaceBox(10, 10, 60, 60), embedding)])
+    monkeypatch.setattr(identity, "find_faces", lambda image, **kw: [Face(faces.FaceBox(10, 10, 60, 60), embedding)])
     board = _board(tmp_path / "board", Image.new("RGB", (120, 90), "grey"))
     scores = score.score_board(board, _story(["aldar"], aldar={"card": str(card)}), _layout(("aldar", (0, 0, 1, 1))))
     entry = scores["frames"]["01"]

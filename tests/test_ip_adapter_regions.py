@@ -100,3 +100,27 @@ def test_reference_acts_inside_its_figures_box_far_more_than_outside(store, refe
         outside += float(cond[:, ~region].mean())
     assert inside > 0
     assert inside > 5 * outside, (inside, outside)
+
+
+def test_region_masks_follow_each_figures_box_and_cover_the_frame_without_one():
+    from autokose.regions import box_mask, crop_box, figure_boxes, region_masks
+
+    bible = builtin_bible()
+    story = Story(title="t", logline="l", characters=[bible["aldar"], bible["bai"]],
+                  scenes=[Scene(index=1, characters=["aldar", "bai"], action="Aldar talks to the Bai", seed=1)])
+    (layout,) = stage_story(story, W / H)
+    boxes = figure_boxes(layout)
+    assert set(boxes) == {"aldar", "bai"} and boxes["aldar"] != boxes["bai"]
+    masks = region_masks(layout, ["aldar", "bai", "nobody"], W, H)
+    for cid in ("aldar", "bai"):
+        assert masks[cid].shape == (H, W) and np.array_equal(masks[cid], box_mask(boxes[cid], W, H))
+        assert 0 < masks[cid].mean() < 1
+    assert masks["nobody"].min() == 1  # not placed: the whole frame
+    assert region_masks(None, ["aldar"], W, H)["aldar"].min() == 1
+    assert not np.array_equal(masks["aldar"], masks["bai"])
+    # the scorer's crop of a figure: its box, 5 % larger on each side
+    from PIL import Image
+
+    crop = crop_box(Image.new("RGB", (200, 100)), (0.25, 0.5, 0.75, 1.0))
+    assert crop.size == (110, 53)
+    assert crop_box(Image.new("RGB", (200, 100)), (0.5, 0.5, 0.5, 0.5)) is None

@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(sys.executable).with_name("autokose")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "autokose.cli"]
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "autokose.app.cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 LOGLINE = "Aldar Köse sells the greedy Bai a coat that keeps nobody warm"
 PREVIZ = ["--scenes", "6", "--width", "640", "--height", "360", "--seed", "3"]

@@ -13,14 +13,6 @@ from autokose import models
 from autokose.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """Tiny models shared by the whole test session (builders reuse what exists)."""
-    path = tmp_path_factory.getbasetemp() / "tiny-models"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def generate(pipe, seed: int = 0, **kwargs) -> np.ndarray:
     out = pipe("aldarkose in the steppe", num_inference_steps=2, height=64, width=96, output_type="np",
                generator=torch.Generator().manual_seed(seed), **kwargs)

@@ -19,7 +19,7 @@ import pytest
 import typer.main
 from IPython.core.inputtransformer2 import TransformerManager
 
-from autokose.cli import app
+from autokose.app.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "autokose_colab.ipynb"

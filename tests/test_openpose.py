@@ -71,7 +71,7 @@ BW, BH = 96, 64  # multiples of 8: the generation size is the board size, so con
 def cli(*args):
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 

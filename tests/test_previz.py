@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from autokose.errors import InputError
+from autokose.previz.backgrounds import FAR
 from autokose.previz.demo import board_story, make_story, scene
 from autokose.previz.designs import design_for
-from autokose.previz.vocabulary import resolve_prop, resolve_setting
+from autokose.previz.props import DRAWINGS
 from autokose.render import RenderSettings, get_renderer
 from autokose.render.previz import PrevizRenderer, scene_svg
 from autokose.staging import stage_story
+from autokose.vocabulary import GENERIC_PROP, is_interior, resolve_prop, resolve_setting, table
 
 SVG = "{http://www.w3.org/2000/svg}"
 SMALL = RenderSettings(width=320, height=180)
@@ -163,6 +165,17 @@ def test_insert_draws_the_prop_large_in_the_middle(board):
     x, y, scale = map(float, re.match(r"translate\(([\d.]+) ([\d.]+)\) scale\(([\d.]+)", egg.get("transform")).groups())
     assert abs(x - 160) < 10 and 0.3 * 180 < y < 0.7 * 180 and scale > 0.3 * 180
     assert resolve_prop("золотое яйцо") == "golden_egg" and resolve_prop("казан") == "cauldron"
+
+
+def test_one_word_table_names_what_previz_draws():
+    """Every setting and drawable prop of the word table has a drawing, and free text finds them."""
+    vocab = table()
+    assert set(vocab.settings) == set(FAR) | {s for s, e in vocab.settings.items() if e.interior}
+    assert {k for k, p in vocab.props.items() if p.hints} | {GENERIC_PROP} == set(DRAWINGS)
+    assert resolve_setting("the Bai's yurt") == "yurt" and resolve_setting("дом бая") == "courtyard"
+    assert is_interior("киіз үйде") and not is_interior("Байдың ауласы")
+    assert resolve_prop("golden-egg") == "golden_egg" and resolve_prop("patched_coat") == "fur_coat"
+    assert resolve_prop("тымақ") == GENERIC_PROP and resolve_prop("кілем") == "carpet"
 
 
 def test_close_up_head_is_bigger_than_in_a_wide_shot():

@@ -10,10 +10,9 @@ import pytest
 from PIL import Image
 
 from autokose.board import Board
-from autokose.pipeline import QualitySettings, RunConfig, render_frames
+from autokose.config import RunConfig
 from autokose.render import Frame
-from autokose.score.loop import candidate_path, candidate_seed
-from autokose.score.loop import render_frames as loop_render
+from autokose.render.quality import QualitySettings, candidate_seed, render_frames
 from autokose.staging import Layout
 from autokose.story import Character, Scene, Shot, Story
 
@@ -55,8 +54,8 @@ def layouts_for(story: Story) -> list[Layout]:
 
 
 def loop(renderer, story, root, cfg, scorer, indices=None) -> dict:
-    return loop_render(renderer, story, layouts_for(story), indices or [s.index for s in story.scenes],
-                       Board(root), cfg, lambda *a: None, scorer=scorer)
+    return render_frames(renderer, story, layouts_for(story), indices or [s.index for s in story.scenes],
+                         Board(root), cfg.quality, cfg.render, lambda *a: None, scorer=scorer)
 
 
 def run_loop(root, story, renderer=None, scorer=bright_scorer, indices=None, **quality):
@@ -203,7 +202,7 @@ def test_pick_renders_a_missing_candidate_from_its_seed(tmp_path):
 def test_changed_candidate_file_is_rendered_again(tmp_path):
     story = make_story(1)
     run_loop(tmp_path, story, best_of=2)
-    Image.new("RGB", (16, 12), "red").save(candidate_path(tmp_path, 1, 1))
+    Image.new("RGB", (16, 12), "red").save(Board(tmp_path).candidate_path(1, 1))
     _, renderer = run_loop(tmp_path, story, best_of=2)
     assert renderer.calls == [{1: candidate_seed(101, 1)}]
 
@@ -211,13 +210,14 @@ def test_changed_candidate_file_is_rendered_again(tmp_path):
 def test_plain_render_writes_no_candidates(tmp_path):
     story = make_story(2)
     renderer = SeedRenderer()
-    meta = render_frames(renderer, story, layouts_for(story), [1, 2], Board(tmp_path), RunConfig(), lambda *a: None)
+    meta = render_frames(renderer, story, layouts_for(story), [1, 2], Board(tmp_path), QualitySettings(),
+                         RunConfig().render, lambda *a: None)
     assert len(renderer.calls) == 1 and not (tmp_path / "candidates").exists()
     assert "candidates" not in meta["01"] and meta["01"]["seed"] == 101
 
 
 def test_pipeline_render_frames_goes_through_the_loop(tmp_path, monkeypatch):
-    """pipeline.render_frames uses the loop; its default scorer is the identity scorer."""
+    """render_frames with --best-of uses the loop; its default scorer is the identity scorer."""
     from autokose import score
 
     seen = []
@@ -232,7 +232,8 @@ def test_pipeline_render_frames_goes_through_the_loop(tmp_path, monkeypatch):
     monkeypatch.setattr(score, "IdentityScorer", Recording)
     story = make_story(1)
     cfg = RunConfig(quality=QualitySettings(best_of=3, clip_model="some/clip"))
-    meta = render_frames(SeedRenderer(), story, layouts_for(story), [1], Board(tmp_path), cfg, lambda *a: None)
+    meta = render_frames(SeedRenderer(), story, layouts_for(story), [1], Board(tmp_path), cfg.quality, cfg.render,
+                         lambda *a: None)
     assert seen == ["some/clip"]
     assert meta["01"]["seed"] == max((candidate_seed(101, k) for k in range(3)), key=brightness)
     json.dumps(meta)  # the manifest entry is JSON

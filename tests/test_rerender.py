@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autokose.cli import app
+from autokose.app.cli import app
 
 LOGLINE = "Aldar Köse sells the greedy Bai a magic coat"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autokose.cli import app
+from autokose.app.cli import app
 from autokose.config import RunConfig
 from autokose.fsio import sha256_file
 from autokose.pipeline import run

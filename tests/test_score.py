@@ -312,7 +312,7 @@ def test_missing_reference_and_card_are_notes_not_crashes(tmp_path):
 def test_cli_score_without_story_is_a_clear_error(tmp_path):
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     result = CliRunner().invoke(app, ["score", str(tmp_path)])
     assert result.exit_code == 2 and "no story.json" in result.output and "Traceback" not in result.output
@@ -377,7 +377,7 @@ def test_cli_scores_a_previz_board(tmp_path):
     """Previz puppets have no faces: without CLIP every frame is "none" and says why; html shows badges."""
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     out = tmp_path / "egg"
     made = CliRunner().invoke(app, ["story", "Aldar Köse sells the Bai a golden egg", "--scenes", "3", "--out", str(out),

@@ -6,7 +6,8 @@ import pytest
 
 from autokose.poses import KEYPOINT_NAMES, POSES, K, place, resolve_pose
 from autokose.previz.demo import board_story, make_story, scene
-from autokose.staging import Layout, layout_scene, stage_story
+from autokose.staging import Layout, layout_scene, stage_story, staging_key
+from autokose.story import Blocking
 
 
 def lay(*scenes: dict) -> list[Layout]:
@@ -77,16 +78,13 @@ def test_mirroring_keeps_a_front_view():
         assert nose_ahead > 0  # the face points the way the figure faces
 
 
-@pytest.mark.parametrize(
-    "action",
-    [
-        "Бай сидит на ковре. Слуги стоят позади Бая.",
-        "Behind the Bai stand his servants.",
-        "Байдың артында қызметшілер тұр.",
-    ],
-)
-def test_behind_puts_characters_in_a_smaller_higher_back_row_drawn_first(action):
-    (layout,) = lay(scene(["aldar", "bai", "servant1", "servant2"], shot="wide", action=action))
+BEHIND = ("stand", "neutral", None, "behind")
+
+
+@pytest.mark.parametrize("cast", [["aldar", "bai", "servant1", "servant2"],
+                                  ["aldar", "bai", "baibishe", "servant1", "servant2"]])
+def test_behind_puts_characters_in_a_smaller_higher_back_row_drawn_first(cast):
+    (layout,) = lay(scene(cast, {"servant1": BEHIND, "servant2": BEHIND}, shot="wide"))
     bai, aldar = fig(layout, "bai"), fig(layout, "aldar")
     assert not bai.behind and not aldar.behind
     order = [f.id for f in layout.figures]
@@ -95,13 +93,38 @@ def test_behind_puts_characters_in_a_smaller_higher_back_row_drawn_first(action)
         assert servant.behind
         assert servant.height < aldar.height and servant.ground < bai.ground
         assert order.index(cid) < order.index("bai")
-        assert abs(servant.x - bai.x) < abs(servant.x - aldar.x)  # they flank the one they serve
+        # They flank the key character's counterpart (the one they serve), facing him.
+        assert abs(servant.x - bai.x) < abs(servant.x - aldar.x)
+        assert servant.facing == (1 if bai.x >= servant.x else -1)
 
 
 def test_without_behind_everyone_stands_in_one_row():
     (layout,) = lay(scene(["aldar", "bai", "servant1"], shot="wide", action="Aldar greets the Bai and his servant."))
     assert not any(f.behind for f in layout.figures)
     assert len({f.ground for f in layout.figures}) == 1
+
+
+def test_staging_reads_place_never_the_action_prose():
+    """"Позади" in the prose moves nobody; editing the prose keeps a saved layout (action is unstaged)."""
+    prose = "Бай сидит на ковре. Слуги стоят позади Бая. Behind the Bai stand his servants."
+    story = make_story(scene(["aldar", "bai", "servant1", "servant2"], shot="wide", action=prose))
+    (layout,) = stage_story(story)
+    assert not any(f.behind for f in layout.figures)
+    edited = story.scenes[0].model_copy(update={"action": "Something else entirely."})
+    assert staging_key(story, edited) == staging_key(story, story.scenes[0])
+    placed = edited.model_copy(update={"blocking": {"servant1": Blocking(place="behind")}})
+    assert staging_key(story, placed) != staging_key(story, edited)
+
+
+def test_everyone_behind_means_nobody_is_and_left_right_pick_the_ends_of_the_row():
+    (all_back,) = lay(scene(["aldar", "bai"], {"aldar": BEHIND, "bai": BEHIND}, shot="wide"))
+    assert not any(f.behind for f in all_back.figures) and len({f.ground for f in all_back.figures}) == 1
+    left, right = ("stand", "neutral", None, "left"), ("stand", "neutral", None, "right")
+    (layout,) = lay(scene(["aldar", "bai", "merchant"], {"merchant": left, "aldar": right}, shot="wide"))
+    assert fig(layout, "merchant").x < fig(layout, "bai").x < fig(layout, "aldar").x
+    (front,) = lay(scene(["aldar", "bai"], {"aldar": ("stand", "neutral", None, "front")}, shot="wide"))
+    (plain,) = lay(scene(["aldar", "bai"], shot="wide"))
+    assert front.figures == plain.figures
 
 
 def test_pose_changes_keypoints_and_unknown_pose_stands():

@@ -59,6 +59,7 @@ def test_schema_describes_story_json():
     (lambda d: d["scenes"][0]["characters"].append("ghost"), "unknown character 'ghost'"),
     (lambda d: d["scenes"][0]["blocking"].update(bai={"pose": "stand"}), "'bai' is not in the scene's characters"),
     (lambda d: d["scenes"][0].update(colour="red"), "scenes[0].colour"),
+    (lambda d: d["scenes"][0]["blocking"]["aldar"].update(place="позади"), "scenes[0].blocking.aldar.place"),
     (lambda d: d.update(logline="   "), "logline"),
     (lambda d: d.update(scenes=[]), "scenes"),
     (lambda d: d["characters"].append(dict(d["characters"][0])), "duplicate id"),
@@ -71,6 +72,19 @@ def test_invalid_fields_raise_input_errors_naming_them(story, edit, needle):
     message = str(info.value)
     assert needle in message and message.startswith("story.json: ")
     assert "\n" not in message
+
+
+def test_place_is_optional_so_older_story_json_still_loads(story):
+    """A story.json written before `blocking[id].place` existed loads with no one placed (schema version 1)."""
+    data = json.loads(story.to_json())
+    for scene in data["scenes"]:
+        for direction in scene["blocking"].values():
+            direction.pop("place")
+    old = Story.from_json(json.dumps(data, ensure_ascii=False))
+    assert all(b.place is None for s in old.scenes for b in s.blocking.values())
+    assert any(b.place == "behind" for s in story.scenes for b in s.blocking.values())
+    place = story_schema()["$defs"]["Blocking"]["properties"]["place"]
+    assert place["default"] is None and "behind" in json.dumps(place) and place["description"]
 
 
 @pytest.mark.parametrize("text", ['{"title": "x", "scenes": [', "", "not json"])

@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from autokose.cli import app
+from autokose.app.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -194,7 +194,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_the_same(trained, workd
     args = ["character", "train", "aldar", "--images", workdir / "refs", "--model", workdir / "tiny-sd15",
             "--out", out, *TRAIN_ARGS]
     script = Path(sys.executable).with_name("autokose")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "autokose.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "autokose.app.cli"]
     child = subprocess.Popen([*command, *map(str, args)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -149,3 +149,90 @@ def test_lr_scheduler_and_warmup_set_each_steps_rate(workdir, tmp_path):
     assert rates() == pytest.approx([1e-2] * 3)  # constant, the default
     assert rates(lr_scheduler="cosine", lr_warmup_steps=1) == pytest.approx([0.0, 1e-2, 5e-3])
     assert rates(lr_scheduler="linear") == pytest.approx([1e-2, 1e-2 * 2 / 3, 1e-2 / 3], rel=1e-2)
+
+
+# --------------------------------------------------------------------------- captions: the renderer's encoding
+def truncating_encode(pipe, caption: str):
+    """How training encoded a caption before it shared `autokose.prompt_embeds`: cut at 77 tokens."""
+    pairs = [(pipe.tokenizer, pipe.text_encoder)]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    hidden, pooled = [], None
+    for tok, te in pairs:
+        ids = tok(caption, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids
+        if len(pairs) == 1:
+            return te(ids)[0], None
+        output = te(ids, output_hidden_states=True)
+        hidden.append(output.hidden_states[-2])
+        pooled = output[0]
+    return torch.cat(hidden, dim=-1), pooled
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl"])
+def test_short_captions_encode_exactly_as_before_and_as_the_renderer_does(workdir, arch):
+    from autokose.models import load_pipeline
+    from autokose.prompt_embeds import encode_prompts, encode_windows, token_windows
+
+    pipe = load_pipeline(str(tiny.tiny_sd15(workdir) if arch == "sd15" else tiny.tiny_sdxl(workdir)))
+    tokenizers = [t for t in (pipe.tokenizer, getattr(pipe, "tokenizer_2", None)) if t is not None]
+    encoders = [e for e in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if e is not None]
+    caption = "a photo of aldarkose, cheerful beardless young man in a fur hat"
+    body = len(pipe.tokenizer(caption, add_special_tokens=False).input_ids)
+    assert body <= 75
+    with torch.no_grad():
+        hidden, pooled = encode_windows(encoders, [[w] for w in token_windows(tokenizers, caption)])
+        old_hidden, old_pooled = truncating_encode(pipe, caption)
+        rendered = encode_prompts(pipe, [caption], [""])
+    assert hidden.shape[1] == 77
+    assert torch.equal(hidden, old_hidden)
+    torch.testing.assert_close(hidden, rendered.prompt)  # batched with the negative: equal up to float order
+    if arch == "sd15":
+        assert pooled is None and old_pooled is None
+    else:
+        assert pooled.shape == (1, 32) and torch.equal(pooled, old_pooled)
+        torch.testing.assert_close(pooled, rendered.pooled)
+
+
+def test_a_long_caption_conditions_on_all_of_its_words(workdir, tmp_path):
+    """Tokens past 77 used to be cut off; now they reach the cached embeddings (two windows)."""
+    from autokose.prompt_embeds import count_windows
+
+    long = "a photo of aldarkose, " + "cheerful beardless young man in a fur hat, " * 3
+    embeds = {}
+    for tail in ("yurt", "donkey"):
+        t = trainer(workdir, tmp_path / tail, caption=long + tail)
+        caption = t.captions[0]
+        assert caption.endswith(tail) and count_windows(t.tokenizers[0], caption) == 2
+        embeds[tail], pooled = t.embeddings[caption]
+        assert pooled is None and embeds[tail].shape[1] == 2 * 77
+        with torch.no_grad():
+            assert torch.equal(truncating_encode(t.comps, caption)[0], truncating_encode(t.comps, long)[0])
+    assert torch.equal(embeds["yurt"][:, :77], embeds["donkey"][:, :77])  # the first window is the same words
+    assert not torch.allclose(embeds["yurt"][:, 77:], embeds["donkey"][:, 77:])
+    assert np.isfinite(loss_at(t))
+
+
+def test_captions_of_different_lengths_share_a_batch_each_on_its_own_windows(workdir, tmp_path):
+    """Two window counts in one batch: the UNet sees each sample with its own caption, as alone."""
+    t = trainer(workdir, tmp_path / "mixed")
+    unet = t.models["unet"]
+    g = torch.Generator().manual_seed(0)
+    noisy, timesteps = torch.randn(3, 4, 8, 8, generator=g), torch.tensor([10, 500, 900])
+    prompts = [torch.randn(1, 77 * n, 32, generator=g) for n in (1, 2, 1)]
+    with torch.no_grad():
+        together = t.predict(noisy, timesteps, prompts, None)
+        alone = torch.cat([unet(noisy[i:i + 1], timesteps[i:i + 1], prompts[i]).sample for i in range(3)])
+    assert together.shape == noisy.shape
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_text_encoder_training_encodes_every_window_with_gradients(workdir, tmp_path):
+    long = "a photo of aldarkose, " + "cheerful beardless young man in a fur hat, " * 3 + "yurt"
+    t = trainer(workdir, tmp_path / "te", caption=long, train_text_encoder=True)
+    assert t.embeddings == {}  # nothing cached: the encoders change every step
+    hidden, _ = t.encode_prompt(t.token_ids[t.captions[0]])
+    assert hidden.shape[1] == 2 * 77 and hidden.requires_grad
+    t.micro_batch_loss(0, torch.Generator().manual_seed(0)).backward()
+    grads = [p.grad for name, p in t.trainable_parameters().items() if name.startswith("text_encoder.")]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)

@@ -19,7 +19,7 @@ import pytest
 
 from autokose.bible import Bible, builtin_bible
 from autokose.errors import InputError
-from autokose.story import Beat, Language, Shot, Story
+from autokose.story import MAX_SCENES, Beat, Language, Shot, Story
 from autokose.writers import get_writer
 from autokose.writers.common import scene_seed
 from autokose.writers.llm import LLMWriter, extract_json, load_settings
@@ -305,7 +305,7 @@ def test_bad_requests_fail_before_any_network(llm, bible):
     with pytest.raises(InputError, match="logline is empty"):
         writer(llm).write("  ", scenes=3, seed=0, bible=bible)
     with pytest.raises(InputError, match="scenes must be between"):
-        writer(llm).write(LOGLINE, scenes=25, seed=0, bible=bible)
+        writer(llm).write(LOGLINE, scenes=MAX_SCENES + 1, seed=0, bible=bible)
     assert llm.requests == []
 
 
@@ -375,3 +375,18 @@ def test_names_and_group_words_map_to_bible_ids_and_unknown_ones_are_dropped(llm
     assert last.characters == ["aldar", "servant1", "servant2"]
     assert last.direction("servant2").pose == "laugh"
     assert story.scenes[0].shot == Shot.establishing
+
+
+def test_the_model_says_who_stands_behind_in_a_place_field(llm, bible):
+    """`place` is read in any language ("позади", "back row"); unknown or missing words leave the front row."""
+    reply = draft()
+    reply["scenes"][1]["characters"] += [{"id": "servant1", "pose": "stand", "place": "позади"},
+                                         {"id": "servant2", "pose": "stand", "place": "back row"},
+                                         {"id": "baibishe", "pose": "stand", "place": "next to the fire"}]
+    reply["scenes"][1]["characters"][1]["place"] = "left"
+    llm.replies = [Reply(json.dumps(reply, ensure_ascii=False))]
+    story = write(writer(llm), bible)
+    trick = story.scenes[1]
+    assert [trick.direction(c).place for c in trick.characters] == [None, "left", "behind", "behind", None]
+    system = llm.requests[0]["body"]["messages"][0]["content"]
+    assert '"place": null' in system and "places: behind, front, left, right" in system

@@ -13,6 +13,7 @@ from autokose.language import detect_language, inflect, kazakh_suffix, phrases, 
 from autokose.story import MAX_LOGLINE_CHARS, MAX_SCENES, Beat, Language, Shot, Story, TimeOfDay
 from autokose.writers import get_writer
 from autokose.writers.common import plan_beats, scene_seed
+from autokose.vocabulary import table
 from autokose.writers.lexicon import lexicon
 from autokose.writers.premise import read_premise
 
@@ -139,6 +140,24 @@ def test_demo_logline_becomes_the_trick_scene(bible):
     assert "golden_egg" in trick.props
     assert "«золотое яйцо»" in trick.caption and "Слуги" in trick.caption
     assert trick.dialogue and trick.dialogue.startswith("Алдар Косе: «")
+
+
+@pytest.mark.parametrize("logline", [EGG, EGG_KK, EGG_EN])
+def test_servants_exchanging_glances_stand_behind_the_bai(bible, logline):
+    """The caption says "behind the Bai's back" in every language; `place` tells staging so."""
+    story = write(logline, bible)
+    trick = trick_scene(story)
+    assert "behind the Bai's back" in trick.action
+    assert [trick.direction(c).place for c in trick.characters] == [None, None, "behind", "behind"]
+    others = [b.place for s in story.scenes if s is not trick for b in s.blocking.values()]
+    assert set(others) == {None}, "only the key moment's onlookers stand behind"
+
+
+def test_one_suspicious_servant_keeps_his_place(bible):
+    story = write("Алдар Косе показывает слуге яйцо. Слуга недоверчиво щурится.", bible)
+    trick = trick_scene(story)
+    assert "squints suspiciously" in trick.action
+    assert all(b.place is None for b in trick.blocking.values())
 
 
 def test_demo_has_an_insert_of_the_egg_after_the_trick(bible):
@@ -272,8 +291,8 @@ def test_scene_seeds_derive_from_story_seed_and_index(bible):
     ("", 8, 0, "logline is empty"),
     ("   \n\t", 8, 0, "logline is empty"),
     ("x" * (MAX_LOGLINE_CHARS + 1), 8, 0, f"limit is {MAX_LOGLINE_CHARS}"),
-    (EGG, 0, 0, "scenes must be between 1 and 24"),
-    (EGG, MAX_SCENES + 1, 0, "scenes must be between 1 and 24"),
+    (EGG, 0, 0, f"scenes must be between 1 and {MAX_SCENES}"),
+    (EGG, MAX_SCENES + 1, 0, f"scenes must be between 1 and {MAX_SCENES}"),
     (EGG, 8, -1, "seed"),
 ])
 def test_bad_requests_raise_a_clear_input_error(bible, logline, scenes, seed, needle):
@@ -341,9 +360,9 @@ def test_every_move_has_a_caption_that_fills_in(code):
             roles = {f.split(".")[0] for f in _fields(text["moves"][move.id]["caption"])} & set("AMSWDH")
             # The dupe may be talked about in his absence ("the Bai lets no beggars in"); nobody else.
             assert roles - {"M"} <= set(move.cast), f"{code}/{move.id}: caption names someone not in the scene"
-    for prop, entry in lexicon().props.items():
+    for prop, entry in table().story_props.items():
         assert prop in text["props"], f"{code}: no name for prop {prop}"
-        if entry.kind == "lure":
+        if entry.role == "lure":
             assert {"claim", "truth", "lure"} <= set(text["props"][prop])
 
 
@@ -352,7 +371,7 @@ def test_every_move_has_a_caption_that_fills_in(code):
     "Aldar Köse sells a merchant a magic whip", "Алдар Көсе саудагерді алдайды",
 ])
 def test_long_stories_in_every_language_have_no_template_leftovers(bible, logline):
-    poses = set(lexicon().poses)
+    poses = set(table().poses)
     for seed in range(3):
         for scene in write(logline, bible, scenes=MAX_SCENES, seed=seed).scenes:
             assert not re.search(r"[{}]", scene.caption + (scene.dialogue or "") + scene.action), scene.caption

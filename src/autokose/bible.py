@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from autokose.errors import InputError
+from autokose.errors import InputError, format_validation_error
 from autokose.fsio import read_text
-from autokose.story import Character, check_text, format_validation_error
+from autokose.story import Character, check_text
 
 PROTAGONIST = "aldar"
 

@@ -16,6 +16,7 @@ a user keeps in the folder is theirs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
@@ -30,9 +31,11 @@ from pathlib import Path
 from PIL import Image
 
 from autokose import __version__
-from autokose.errors import InputError
-from autokose.fsio import ensure_writable_dir, read_json_object, sha256_file, temp_target, write_json, write_text
+from autokose.errors import InputError, first_line
+from autokose.fsio import (ensure_writable_dir, png_bytes, read_json_object, sha256_file, temp_target, write_bytes,
+                            write_json, write_text)
 from autokose.images import Unreadable, check_size, reading
+from autokose.staging import Layout
 from autokose.story import Story
 
 try:
@@ -41,19 +44,35 @@ except ImportError:  # Windows: no flock; boards there are not locked
     fcntl = None
 
 MANIFEST_VERSION = 1
+LAYOUTS_VERSION = 1
 SCORES_FILE = "scores.json"
 HEATMAP_FILE = "scores_heatmap.png"
+LAYOUTS_FILE = "layouts.json"
 # Files the board writes, per sub-folder ("" is the board folder): the only ones it ever deletes.
 OWNED = {
     "": re.compile(rf"^(story\.json|manifest\.json|board\.html|board\.pdf|sheet\.png|"
-                   rf"{re.escape(SCORES_FILE)}|{re.escape(HEATMAP_FILE)})$"),
-    "frames": re.compile(r"^\d{2}\.(png|svg)$"),
-    "control": re.compile(r"^\d{2}_pose\.(png|json)$"),
-    "candidates": re.compile(r"^\d{2}_\d+\.(png|svg|json)$"),
+                   rf"{re.escape(SCORES_FILE)}|{re.escape(HEATMAP_FILE)}|{re.escape(LAYOUTS_FILE)})$"),
+    "frames": re.compile(r"^\d{2,3}\.(png|svg)$"),
+    "control": re.compile(r"^\d{2,3}_pose\.(png|json)$"),
+    "candidates": re.compile(r"^\d{2,3}_\d+\.(png|svg|json)$"),
 }
 # Paths a run writes through or reads back; a symlink among them must stay inside the board.
-LINK_CHECKED = ("story.json", "manifest.json", SCORES_FILE, "frames", "control", "candidates")
+LINK_CHECKED = ("story.json", "manifest.json", LAYOUTS_FILE, SCORES_FILE, "frames", "control", "candidates")
 WRITE_PROBE = re.compile(r"^\.write-test-\d+$")  # fsio.ensure_writable_dir's probe, left by kill -9
+
+
+def frame_key(index: int) -> str:
+    """Scene `index` as it names its files and manifest entry: '01'..'99', then '100'..'300'.
+
+    Two digits at least, so boards of up to 99 scenes keep the names they always had; a
+    longer board sorts by number (`frame_order`), never by these strings ('100' < '11').
+    """
+    return f"{index:02d}"
+
+
+def frame_order(key: str) -> tuple:
+    """Sort key for frame keys: by scene number; anything else (a hand-edited key) after them."""
+    return (0, int(key), "") if key.isdigit() else (1, 0, key)
 
 
 class Board:
@@ -82,10 +101,26 @@ class Board:
         return self.root / "sheet.png"
 
     def frame_path(self, index: int, ext: str = "png") -> Path:
-        return self.root / "frames" / f"{index:02d}.{ext}"
+        return self.root / "frames" / f"{frame_key(index)}.{ext}"
 
     def pose_path(self, index: int, ext: str = "png") -> Path:
-        return self.root / "control" / f"{index:02d}_pose.{ext}"
+        return self.root / "control" / f"{frame_key(index)}_pose.{ext}"
+
+    @property
+    def layouts_path(self) -> Path:
+        return self.root / LAYOUTS_FILE
+
+    @property
+    def scores_path(self) -> Path:
+        return self.root / SCORES_FILE
+
+    @property
+    def heatmap_path(self) -> Path:
+        return self.root / HEATMAP_FILE
+
+    def candidate_path(self, index: int, k: int, ext: str = "png") -> Path:
+        """Candidate k of scene `index` (the quality loop's best-of-K draws)."""
+        return self.root / "candidates" / f"{frame_key(index)}_{k}.{ext}"
 
     def contains(self, path: Path) -> bool:
         """Whether `path`, symlinks followed, lies inside the board folder (a symlink loop does not)."""
@@ -194,6 +229,50 @@ class Board:
     def save_story(self, story: Story) -> None:
         write_text(self.story_path, story.to_json())
 
+    def save_layouts(self, layouts: list[Layout], width: int, height: int) -> None:
+        """layouts.json: staging's output (who stands where, in what pose) for the frame size it was made for.
+
+        An artifact like the frames: the controls, the regions and the scorer read it, and a
+        user (or the web studio) may move a figure in it; `load_layouts` gives it back.
+        """
+        write_json(self.layouts_path, {"version": LAYOUTS_VERSION, "width": width, "height": height,
+                                       "layouts": [lay.model_dump(mode="json") for lay in layouts]},
+                   only_if_changed=True)
+
+    def load_layouts(self) -> tuple[list[Layout], int, int] | None:
+        """(layouts, width, height) from layouts.json; None when the board has none (an older board)."""
+        if not self.layouts_path.exists():
+            return None
+        self._check_link(self.layouts_path)
+        data = read_json_object(self.layouts_path, "layouts")
+        try:
+            if data.get("version") != LAYOUTS_VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {LAYOUTS_VERSION}")
+            layouts = [Layout.model_validate(item) for item in data["layouts"]]
+            return layouts, int(data["width"]), int(data["height"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{self.layouts_path}: not a layouts file ({first_line(e)}); "
+                             "delete it to stage the board again") from None
+
+    def write_frame(self, frame, seconds: float, record=None, extra: dict | None = None) -> dict:
+        """Write frame NN (and its SVG) and return its manifest entry (plus `extra`), handed to `record` first.
+
+        The entry is recorded before the PNG lands (its hash taken from the encoded bytes): a kill
+        between the two leaves an entry without its frame, which --resume drops and draws again,
+        never a frame whose seed, prompt and settings are lost.
+        """
+        if frame.svg is not None:
+            write_text(self.frame_path(frame.index, "svg"), frame.svg)
+        path = self.frame_path(frame.index)
+        png = png_bytes(frame.image)
+        entry = {"file": path.relative_to(self.root).as_posix(), "seed": frame.seed,
+                 "sha256": hashlib.sha256(png).hexdigest(), "seconds": round(seconds, 4), **frame.meta,
+                 **(extra or {})}
+        if record is not None:
+            record(frame_key(frame.index), entry)
+        write_bytes(path, png)
+        return entry
+
     def missing_frames(self, story: Story) -> list[int]:
         return [s.index for s in story.scenes if not self.frame_path(s.index).exists()]
 
@@ -231,13 +310,13 @@ class Board:
         """The manifest's `frames` for the frames on disk: `recorded` entries that still match
         their file, and an entry derived from the file (file, seed, sha256) for any other frame.
 
-        Frames get their entry before they are written (see `pipeline.write_frame`), so a derived
+        Frames get their entry before they are written (see `write_frame`), so a derived
         entry is for a frame put there by hand or by an older version; an entry whose frame never
         landed (a kill in between) is dropped, and --resume draws that frame again.
         """
         entries = {}
         for scene in story.scenes:
-            key, path = f"{scene.index:02d}", self.frame_path(scene.index)
+            key, path = frame_key(scene.index), self.frame_path(scene.index)
             if not path.is_file() or not self.contains(path):
                 continue
             digest = sha256_file(path)
@@ -266,6 +345,8 @@ class Board:
         manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest.setdefault("created", manifest["updated"])
         manifest["environment"] = environment()
+        if isinstance(manifest.get("frames"), dict):  # by scene number, whatever order frames were drawn in
+            manifest["frames"] = dict(sorted(manifest["frames"].items(), key=lambda item: frame_order(item[0])))
         if self.story_path.exists():
             manifest["story_sha256"] = sha256_file(self.story_path)
         write_json(self.manifest_path, manifest)

@@ -12,24 +12,13 @@ import logging
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autokose.errors import InputError
+from autokose.errors import InputError, format_validation_error
 from autokose.render import MAX_SIDE, MIN_SIDE, RenderSettings
-from autokose.story import MAX_SCENES, format_validation_error
+from autokose.render.quality import QualitySettings
+from autokose.story import MAX_SCENES, check_logline
 
 STAGES = ("write", "cast", "stage", "render", "score", "export")
 log = logging.getLogger("autokose")
-
-
-class QualitySettings(BaseModel):
-    """The automatic quality loop: draw candidates, score them, keep the best."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    best_of: int = Field(1, ge=1, le=16)
-    min_identity: float | None = None
-    reroll_budget: int = Field(4, ge=0, le=64)
-    picks: dict[int, int] = Field(default_factory=dict, description="scene index → candidate to keep")
-    clip_model: str | None = None
 
 
 class RunConfig(BaseModel):
@@ -66,7 +55,7 @@ PER_RUN = ("stages", "only", "exports")
 QUALITY = ("best_of", "min_identity", "reroll_budget", "clip_model")
 SIZE = ("width", "height")
 # Command-line names of diffusion options whose RenderSettings.diffusion key differs.
-DIFFUSION_KEYS = {"lora": "loras"}
+DIFFUSION_KEYS = {"lora": "loras", "model_config": "model_config_dir"}
 
 
 def saved(board) -> RunConfig | None:
@@ -89,6 +78,8 @@ def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
     None means "not given". Saved settings the user did not give again are kept and logged.
     `picks` add to the saved picks. Raises InputError for settings that do not fit together.
     """
+    if overrides.get("logline") is not None:
+        check_logline(overrides["logline"])  # every entry point refuses the same loglines
     base = saved or RunConfig()
     given = {k: v for k, v in overrides.items() if v is not None}
     top = {k: given.pop(k) for k in list(given) if k in RunConfig.model_fields and k not in ("render", "quality")}
@@ -136,7 +127,8 @@ def _frame_size(render: dict, given: dict) -> dict:
 def _log_kept(saved: RunConfig, overrides: dict) -> None:
     """Name the saved settings this run keeps because the user did not give them again."""
     given = {DIFFUSION_KEYS.get(k, k) for k, v in overrides.items() if v is not None and v != []}
-    kept = [(k, v) for k, v in saved.render.diffusion.items() if k not in given]
+    diffusion = saved.render.diffusion.given() if saved.render.diffusion is not None else {}
+    kept = [(k, v) for k, v in diffusion.items() if k not in given]
     kept += [(k, getattr(saved.render, k)) for k in SIZE
              if k not in given and getattr(saved.render, k) != RenderSettings.model_fields[k].default]
     kept += [(k, getattr(saved.quality, k)) for k in QUALITY
@@ -150,7 +142,7 @@ def _log_kept(saved: RunConfig, overrides: dict) -> None:
 
 def _flag(key: str, value) -> str:
     """A saved setting as the command-line option that gives it, e.g. `--lora a.safetensors:0.8 --lora b`."""
-    name = "--" + {"loras": "lora"}.get(key, key).replace("_", "-")
+    name = "--" + {v: k for k, v in DIFFUSION_KEYS.items()}.get(key, key).replace("_", "-")
     if value is True:
         return name
     values = value if isinstance(value, list) else [value]

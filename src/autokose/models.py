@@ -55,6 +55,25 @@ CORE_INSTALL = "--model needs the diffusion extra: pip install 'autokose[diffusi
 TEXT_ENCODER_LORA = {"transformers": "5.24", "peft": "0.22"}
 
 
+@dataclass
+class LoraRef:
+    """A LoRA file with its weight, as users give it: `file.safetensors[:weight]`."""
+
+    path: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, spec: str) -> LoraRef:
+        """`file.safetensors[:weight]`, the weight 1.0 when not given."""
+        head, sep, tail = spec.rpartition(":")
+        if sep:
+            try:
+                return cls(head, float(tail))
+            except ValueError:
+                pass
+        return cls(spec, 1.0)
+
+
 def config_dir(arch: str) -> Path:
     """The shipped diffusers config folder (configs + tokenizers, no weights) for `arch`."""
     if arch not in ARCHS:

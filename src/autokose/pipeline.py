@@ -7,7 +7,6 @@ be re-run later from `story.json` and `manifest.json` alone.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,44 +15,55 @@ from pathlib import Path
 from autokose.bible import load_bible
 from autokose.board import Board
 from autokose.cast import identity_assets
-from autokose.config import STAGES, QualitySettings, RunConfig  # noqa: F401 (the pipeline's settings, used by callers)
-from autokose.errors import InputError
-from autokose.fsio import png_bytes, sha256_file, sha256_text, write_bytes, write_json, write_text
+from autokose.config import STAGES, RunConfig
+from autokose.errors import Cancelled, InputError, check_cancel
+from autokose.fsio import png_bytes, sha256_file, sha256_text, write_bytes, write_json
 from autokose.render import check_renderer, get_renderer
-from autokose.staging import stage_story
+from autokose.render.quality import render_frames
+from autokose.staging import Layout, layout_scene, staging_key
 from autokose.story import Story
+
+__all__ = ["STAGES", "Cancel", "Cancelled", "Progress", "RunConfig", "run", "score"]
 
 log = logging.getLogger("autokose")
 
 # (stage name, units done, units total): the CLI turns this into rich progress bars.
 Progress = Callable[[str, int, int], None]
-# (frame key "NN", manifest entry): called just before the frame is written (see write_frame).
-Record = Callable[[str, dict], None]
+# "Stop now?": asked between stages and between frames; True raises Cancelled (a server's stop button).
+Cancel = Callable[[], bool]
 
 
-def run(cfg: RunConfig, out: Path, *, resume: bool = False, force: bool = False,
-        story: Story | None = None, progress: Progress | None = None) -> Board:
+def run(cfg: RunConfig, out: Path, *, resume: bool = False, force: bool = False, story: Story | None = None,
+        progress: Progress | None = None, cancel: Cancel | None = None) -> Board:
     """Build (or extend) the board in `out`. `story` skips the writer (re-render from story.json).
+
+    Every entry point (the CLI, and later the web API, ComfyUI nodes, Ray workers) builds `cfg`
+    with `config.resolve` and calls this. `progress(stage, done, total)` hears of every unit of
+    work; `cancel()` is asked between stages and frames, and a True stops the run with
+    `Cancelled`, leaving the board as a kill would: every finished frame kept and recorded.
 
     The run holds the board's lock throughout. Writing, casting and staging happen in memory
     and every model, LoRA, card and reference is checked before the first file is written, so
     a run that fails on bad settings leaves the folder as it was (and no folder it created).
     The manifest is saved after every frame: after kill -9, `--resume` finds every frame's entry.
     """
+    if resume and force:
+        raise InputError("--resume and --force contradict each other; choose one")
     progress = progress or (lambda stage, done, total: None)
     bible = load_bible(cfg.characters_file)
     board = Board(out)
     with board.claim(fresh=story is None and not (resume or force)):
         manifest = board.load_manifest() if (resume or story is not None) else {}
-        _build(board, cfg, bible, manifest, story, resume=resume, force=force, progress=progress)
+        _build(board, cfg, bible, manifest, story, resume=resume, force=force, progress=progress, cancel=cancel)
     return board
 
 
 def _build(board: Board, cfg: RunConfig, bible, manifest: dict, story: Story | None, *, resume: bool,
-           force: bool, progress: Progress) -> None:
+           force: bool, progress: Progress, cancel: Cancel | None) -> None:
     timings: dict[str, float] = manifest.setdefault("timings", {})
 
     def timed(stage: str, fn, *args, **kwargs):
+        check_cancel(cancel)
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         timings[stage] = round(time.perf_counter() - t0, 4)
@@ -77,26 +87,30 @@ def _build(board: Board, cfg: RunConfig, bible, manifest: dict, story: Story | N
     indices = _check_before_writing(board, cfg, story, assets, resume)
 
     # 3. stage: layouts (in memory); the first file is written after this
-    layouts = timed("stage", stage_story, story, cfg.render.width / cfg.render.height)
+    width, height = cfg.render.width, cfg.render.height
+    layouts = timed("stage", stage, story, width / height, None if force else board.load_layouts())
+    check_cancel(cancel)
     if force:
         board.clear()
     board.save_story(story)
+    board.save_layouts(layouts, width, height)
     progress("write", 1, 1)
     manifest.update(command=cfg.model_dump(mode="json"), inputs=_input_hashes(cfg, story),
                     frames=board.frame_entries(story, manifest.get("frames", {})))
     board.save_manifest(manifest)
     if "stage" in cfg.stages:
-        timed("control", write_controls, board, layouts, cfg.render.width, cfg.render.height, progress)
+        timed("control", write_controls, board, layouts, width, height, progress)
 
     # 4. render: frames (only those asked for, or those missing on --resume)
     if "render" in cfg.stages:
-        renderer = get_renderer(cfg.render, assets=assets, progress=progress)
+        renderer = get_renderer(cfg.render, assets=assets, progress=progress, cancel=cancel)
 
         def record(key: str, entry: dict) -> None:
             manifest["frames"][key] = entry
             board.save_manifest(manifest)
 
-        timed("render", render_frames, renderer, story, layouts, indices, board, cfg, progress, record=record)
+        timed("render", render_frames, renderer, story, layouts, indices, board, cfg.quality, cfg.render, progress,
+              record=record, cancel=cancel)
         board.save_manifest(manifest)
 
     # 5. score: identity and prompt adherence
@@ -155,6 +169,53 @@ def _checked_picks(cfg: RunConfig, story: Story) -> RunConfig:
     return cfg.model_copy(update={"quality": cfg.quality.model_copy(update={"picks": {}})})
 
 
+def stage(story: Story, aspect: float, saved: tuple[list[Layout], int, int] | None = None) -> list[Layout]:
+    """Every scene's layout for frames of `aspect`: the saved one (layouts.json, perhaps moved
+    by hand) while its scene is unchanged and the frame shape the same, else staged anew."""
+    kept = {}
+    if saved is not None:
+        layouts, width, height = saved
+        if abs(width / height - aspect) < 1e-3:
+            kept = {lay.index: lay for lay in layouts}
+    out = []
+    for scene in story.scenes:
+        old = kept.get(scene.index)
+        fresh = old is None or old.source != staging_key(story, scene)
+        out.append(layout_scene(story, scene, aspect) if fresh else old)
+    return out
+
+
+def board_layouts(board: Board, story: Story, width: int, height: int) -> list[Layout]:
+    """The layouts a board's frames were drawn from (layouts.json), staged anew where missing or stale."""
+    return stage(story, width / height, board.load_layouts())
+
+
+def score(out: Path, *, clip_model: str | None = None, progress: Progress | None = None,
+          cancel: Cancel | None = None) -> dict:
+    """Score the frames of an existing board (scores.json, heatmap) and refresh board.html's badges.
+
+    Locked, checked and tidied like any run; the frames are scored against the layouts they
+    were drawn from. Returns scores.json's content.
+    """
+    from autokose.config import saved
+    from autokose.export import export_board
+    from autokose.score import score_board
+
+    board = Board(out)
+    if not board.story_path.exists():
+        raise InputError(f"{board.root}: no story.json here (is it a board folder?)")
+    with board.claim(fresh=False):
+        story = board.load_story()
+        board.check_frames(story)
+        size = (saved(board) or RunConfig()).render
+        layouts = board_layouts(board, story, size.width, size.height)
+        check_cancel(cancel)
+        scores = score_board(board, story, layouts, clip_model=clip_model)
+        (progress or (lambda *a: None))("score", 1, 1)
+        export_board(board, story, ["html"])
+    return scores
+
+
 def write_controls(board: Board, layouts, width: int, height: int, progress: Progress) -> None:
     """OpenPose JSON and skeleton image per frame, for ControlNet and for the record.
 
@@ -168,47 +229,6 @@ def write_controls(board: Board, layouts, width: int, height: int, progress: Pro
         write_bytes(board.pose_path(layout.index, "png"), png_bytes(draw_pose(layout, width, height)),
                     only_if_changed=True)
         progress("stage", n, len(layouts))
-
-
-def render_frames(renderer, story: Story, layouts, indices: list[int], board: Board,
-                  cfg: RunConfig, progress: Progress, *, record: Record | None = None) -> dict:
-    """Render `indices`, writing each frame as soon as it exists (so a killed run can resume).
-
-    `record` hears of each frame as soon as it is written (the pipeline saves the manifest).
-    Best-of-K, re-rolls and picks go through the quality loop (`autokose.score.loop`).
-    """
-    record = record or (lambda key, entry: None)
-    q = cfg.quality
-    if q.best_of > 1 or q.min_identity is not None or any(i in indices for i in q.picks):
-        from autokose.score.loop import render_frames as quality_loop
-
-        return quality_loop(renderer, story, layouts, indices, board, cfg, progress, record=record)
-    meta = {}
-    t0 = time.perf_counter()
-    for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
-        meta[f"{frame.index:02d}"] = write_frame(board, frame, time.perf_counter() - t0, record)
-        progress("render", n, len(indices))
-        t0 = time.perf_counter()
-    return meta
-
-
-def write_frame(board: Board, frame, seconds: float, record: Record | None = None, extra: dict | None = None) -> dict:
-    """Write frame NN (and its SVG) and return its manifest entry (plus `extra`), handed to `record` first.
-
-    The entry is recorded before the PNG lands (its hash taken from the encoded bytes): a kill
-    between the two leaves an entry without its frame, which --resume drops and draws again,
-    never a frame whose seed, prompt and settings are lost.
-    """
-    if frame.svg is not None:
-        write_text(board.frame_path(frame.index, "svg"), frame.svg)
-    path = board.frame_path(frame.index)
-    png = png_bytes(frame.image)
-    entry = {"file": str(path.relative_to(board.root)), "seed": frame.seed,
-             "sha256": hashlib.sha256(png).hexdigest(), "seconds": round(seconds, 4), **frame.meta, **(extra or {})}
-    if record is not None:
-        record(f"{frame.index:02d}", entry)
-    write_bytes(path, png)
-    return entry
 
 
 def _frames_to_render(cfg: RunConfig, story: Story, board: Board, resume: bool, broken: dict[int, str]) -> list[int]:

@@ -4,21 +4,25 @@ Coordinates are normalised to the frame (x right, y down, 0..1) so one layout se
 renderer size of the same aspect ratio; `Layout.keypoints_px` gives pixels for a given canvas.
 
 Blocking rules, in order: the shot size sets the figures' scale and ground line; characters
-stand left to right in `scene.characters` order; those the action puts "behind" (позади,
-артында) stand in a back row, smaller and higher, drawn first; a rider shares the slot of
-the animal they ride; everyone faces the others (or the way they travel).
+stand left to right in `scene.characters` order (`place` "left" or "right" moves one to that
+end of the front row); those whose `place` is "behind" stand in a back row, smaller and
+higher, drawn first, flanking the key character's counterpart (the Bai, with his servants
+behind him); a rider shares the slot of the animal they ride; everyone faces the others (or
+the way they travel). Staging reads only the scene's structured fields, never the action
+prose: the writer that wrote "behind the Bai's back" also wrote `place: behind`.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
 from autokose.poses import GRIP, POSES, K, place, resolve_pose
-from autokose.previz.vocabulary import resolve_prop
 from autokose.story import Angle, Character, Scene, Shot, Story, TimeOfDay
+from autokose.vocabulary import resolve_prop
 
 DEFAULT_ASPECT = 16 / 9
 
@@ -51,7 +55,7 @@ class PropPlacement(BaseModel):
     x: float
     y: float
     size: float = Field(description="Fraction of frame height.")
-    kind: str = Field("bundle", description="Drawable prop kind (see autokose.previz.vocabulary).")
+    kind: str = Field("bundle", description="Drawable prop kind (see autokose.vocabulary).")
     holder: str | None = Field(None, description="Id of the character holding it; x, y is then the grip.")
     grip: str | None = Field(None, description="'one' hand or 'both' hands when held.")
 
@@ -67,6 +71,8 @@ class Layout(BaseModel):
     props: list[PropPlacement] = Field(default_factory=list)
     aspect: float = Field(DEFAULT_ASPECT, description="Frame width / height the layout was made for.")
     focus: str | None = Field(None, description="The key character: the close-up's subject.")
+    source: str = Field("", description="staging_key of the scene it was staged from: a saved layout (layouts.json) "
+                                        "whose scene has changed since is staged again.")
 
     def keypoints_px(self, width: int, height: int) -> list[list[tuple[float, float, float]]]:
         return [[(x * width, y * height, c) for x, y, c in f.keypoints] for f in self.figures]
@@ -108,19 +114,24 @@ PROP_SCALE = {
     "whip": 0.38, "staff": 1.1, "sack": 0.3, "carpet": 0.62, "bundle": 0.16,
 }  # fmt: skip
 
-BEHIND_WORDS = (
-    "behind", "in the background", "at the back", "позади", "сзади", "за спиной", "за ним", "за ними",
-    "на заднем плане", "в глубине",
-)  # fmt: skip
-# Kazakh puts the word after the one stood behind, in the genitive: "Байдың артында".
-BEHIND_AFTER = ("артында", "артта", "арт жағында", "сыртында")
-_CLAUSE = re.compile(r"[.,;:!?()\u2014\u2013]")
-_GENITIVE = ("ның", "нің", "дың", "дің", "тың", "тің")
+# Front-row order by `place`: "left" first, "right" last, everyone else between (stable).
+ROW_ORDER = {"left": 0, "right": 2}
 
 
 def stage_story(story: Story, aspect: float = DEFAULT_ASPECT) -> list[Layout]:
     """Lay out every scene of the story."""
     return [layout_scene(story, scene, aspect) for scene in story.scenes]
+
+
+# Scene fields staging never reads: editing them keeps a saved (maybe hand-adjusted) layout.
+UNSTAGED = {"caption", "dialogue", "action", "prompt", "negative_prompt", "seed", "duration"}
+
+
+def staging_key(story: Story, scene: Scene) -> str:
+    """A hash of what decides a scene's layout besides the frame shape: the scene's staged fields and its cast."""
+    data = {"scene": scene.model_dump(mode="json", exclude=UNSTAGED),
+            "cast": [story.character(cid).model_dump(mode="json") for cid in scene.characters]}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def layout_scene(story: Story, scene: Scene, aspect: float = DEFAULT_ASPECT) -> Layout:
@@ -155,6 +166,7 @@ def layout_scene(story: Story, scene: Scene, aspect: float = DEFAULT_ASPECT) -> 
         props=stage.props,
         aspect=aspect,
         focus=key.id if key else None,
+        source=staging_key(story, scene),
     )
 
 
@@ -194,6 +206,7 @@ class _Stage:
         cast = [self.story.character(cid) for cid in self.scene.characters]
         riders = set(self.mounts)
         front = [c for c in cast if c.id not in self.behind and c.id not in riders]
+        front.sort(key=lambda c: ROW_ORDER.get(self.scene.direction(c.id).place, 1))
         back = [c for c in cast if c.id in self.behind and c.id not in riders]
         if not front:
             front, back = back, []
@@ -477,64 +490,19 @@ def _mounts(scene: Scene, cast: list[Character]) -> dict[str, str]:
     return mounts
 
 
-def _terms(c: Character) -> list[str]:
-    names = [c.name, *c.names.values()]
-    terms = [a.lower() for a in c.aliases]
-    terms += [n.lower().removeprefix("the ") for n in names]
-    return [t for t in terms if t]
-
-
-def _mentions(tokens: list[str], text: str, c: Character) -> list[int]:
-    """Token positions where the clause names a character (an alias, its stem, or its full name)."""
-    hits = []
-    for term in _terms(c):
-        if " " in term:
-            if term in text:
-                first = term.split()[0]
-                hits += [i for i, t in enumerate(tokens) if t == first]
-            continue
-        # Inflected forms: слуга → слугами, бай → байдың, қызметші → қызметшілер (long stems take longer endings).
-        stem = term[:-1] if len(term) >= 5 else term
-        ending = 5 if len(term) >= 5 else 3
-        hits += [i for i, t in enumerate(tokens) if t == term or (t.startswith(stem) and len(t) - len(stem) <= ending)]
-    return sorted(set(hits))
-
-
 def _behind(scene: Scene, cast: list[Character], key: str | None) -> dict[str, str | None]:
-    """Characters the action puts behind someone: id → the one they stand behind (or None).
+    """Characters whose `place` is behind: id → the one they stand behind.
 
-    "X stands behind" / "X позади" / "behind Y stands X" / "Y-дың артында X": X is behind, Y is
-    the reference. Characters with the same role as one behind (the two servants) join them.
+    That is the key character's counterpart, the first other person in the front row (the
+    Bai, whose servants stand behind him), else the key character. When everyone is placed
+    behind, nobody is: there is no one to stand behind.
     """
-    out: dict[str, str | None] = {}
-    for clause in _CLAUSE.split(scene.action.lower()):
-        before = [w for w in BEHIND_WORDS if w in clause]
-        after = [w for w in BEHIND_AFTER if w in clause]
-        if not before and not after:
-            continue
-        tokens = re.findall(r"\w+", clause)
-        cue_at = [i for i, t in enumerate(tokens) if any(t == w.split()[0] for w in before)]
-        post_at = [i for i, t in enumerate(tokens) if any(t == w.split()[0] for w in after)]
-        mentioned = {c.id: _mentions(tokens, clause, c) for c in cast}
-        refs = set()
-        for cid, hits in mentioned.items():
-            for h in hits:
-                named_after = any(0 < h - i <= 3 for i in cue_at)  # "behind the Bai", "позади Бая"
-                named_before = any(i - h == 1 and tokens[h].endswith(_GENITIVE) for i in post_at)
-                if named_after or named_before:
-                    refs.add(cid)
-        ref = next(iter(sorted(refs, key=lambda r: scene.characters.index(r))), None) if refs else None
-        for cid, hits in mentioned.items():
-            if hits and cid not in refs:
-                out[cid] = ref
-    for c in cast:  # the rest of a group ("the servants")
-        if c.id not in out:
-            mate = next((o for o in cast if o.id in out and o.role and o.role == c.role), None)
-            if mate:
-                out[c.id] = out[mate.id]
-    if key in out and len(out) == len(cast):
+    back = [c.id for c in cast if scene.direction(c.id).place == "behind"]
+    if len(back) == len(cast):
         return {}
-    return {cid: ref for cid, ref in out.items() if cid != key or ref is not None}
+    front = [c.id for c in cast if c.id not in back and not is_animal(c)]
+    ref = next((cid for cid in front if cid != key), key if key in front else None)
+    return {cid: ref for cid in back}
 
 
 def _r(v: float) -> float:

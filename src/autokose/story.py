@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autokose.errors import InputError
+from autokose.errors import InputError, format_validation_error
 from autokose.fsio import read_text
 
 SCHEMA_VERSION = 1
-MAX_SCENES = 24
+# A feature-length board (about 300 shots) still fits; writers default to 6–10 scenes, and frame
+# files are numbered `{index:02d}` (board.frame_key), so scenes 100+ get three digits.
+MAX_SCENES = 300
 MAX_LOGLINE_CHARS = 1000
 # A panel's caption and action are a few sentences; the caps keep a pasted novel from stalling
 # the exports' text fitting. Prompts may be long (encoded in 75-token windows), not unbounded.
@@ -108,12 +111,20 @@ class Character(_Model):
         return self.names.get(code, self.name)
 
 
+# Where a character stands in the frame (`Blocking.place`); staging reads it, never the action prose.
+Position = Literal["behind", "front", "left", "right"]
+
+
 class Blocking(_Model):
     """What one character in a scene does: pose, emotion, what they hold."""
 
     pose: str = "stand"
     emotion: str = "neutral"
     holds: str | None = Field(None, description="Prop held in the hands, if any.")
+    place: Position | None = Field(
+        None, description="behind: in a back row, behind the key character's counterpart; front: in the front "
+                          "row (the default); left, right: at that end of the front row."
+    )
 
 
 class Scene(_Model):
@@ -205,15 +216,21 @@ class Story(_Model):
         return cls.from_json(read_text(path, "story file"), source=str(path))
 
 
-def format_validation_error(e: ValidationError) -> str:
-    """One line naming the first offending field, e.g. `scenes[2].shot: Input should be ...`."""
-    err = e.errors()[0]
-    loc = ""
-    for part in err["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    msg = err["msg"].removeprefix("Value error, ")
-    more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+def check_logline(logline: str) -> None:
+    """Raise InputError (one line) for a logline no writer can use: undecodable bytes, binary
+    data, empty, too long.
+
+    `config.resolve` calls it whenever a logline is given, so the CLI, a web form and a
+    ComfyUI node refuse the same loglines with the same words.
+    """
+    if SURROGATE.search(logline):  # bytes argv could not decode (surrogateescape)
+        raise InputError("logline is not valid UTF-8")
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in logline):
+        raise InputError("logline contains control characters (NUL or other binary data)")
+    if not logline.strip():
+        raise InputError("logline is empty")
+    if len(logline) > MAX_LOGLINE_CHARS:
+        raise InputError(f"logline is {len(logline)} characters; the limit is {MAX_LOGLINE_CHARS}")
 
 
 def check_text(data, loc: str = "", seen: set[int] | None = None) -> None:

@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+from autokose.story import MAX_SCENES
 from hostile.harness import BASE_SIZE, LOGLINE, TRAIN_FAST, BAD_IMAGES, Case, Ctx, png_bytes, train_args
 
 CASES: list[Case] = []
@@ -175,7 +176,7 @@ for name, build, ok, echo in MARKUP_ARGS:
 
 # --------------------------------------------------------------------------- 3. numbers
 NUMBERS = {  # option: values; every one must be refused (exit 2)
-    "--scenes": ["0", "-1", "25", "abc", "1.5", "", "1e2", "99999999999999999999999"],
+    "--scenes": ["0", "-1", str(MAX_SCENES + 1), "abc", "1.5", "", "1e2", "99999999999999999999999"],
     "--seed": ["-1", "4294967296", "abc", "1e3"],
     "--width": ["0", "-5", "63", "4097", "abc", "1e3", ""],
     "--height": ["0", "99999"],
@@ -628,7 +629,8 @@ STORIES = {  # (edit, what exit 0 means)
     "schema_version_99": (_set("schema_version", 99), "never"),
     "schema_version_str": (_set("schema_version", "one"), "never"),
     "no_scenes": (_set("scenes", []), "never"),
-    "scenes_25": (lambda s, c: {**s, "scenes": [{**s["scenes"][0], "index": i + 1} for i in range(25)]}, "never"),
+    "scenes_over_max": (lambda s, c: {**s, "scenes": [{**s["scenes"][0], "index": i + 1}
+                                                      for i in range(MAX_SCENES + 1)]}, "never"),
     "index_gap": (_set("scenes.1.index", 5), "never"),
     "unknown_character": (_set("scenes.0.characters", ["nobody"]), "never"),
     "duplicate_ids": (lambda s, c: {**s, "characters": s["characters"] + s["characters"][:1]}, "never"),

@@ -164,7 +164,7 @@ class Env:
         if self._base_board is None:
             from typer.testing import CliRunner
 
-            from autokose.cli import app
+            from autokose.app.cli import app
 
             out = self.root / "base-board"
             if not (out / "board.html").is_file():
@@ -220,7 +220,7 @@ class Env:
         if self._trained is None:
             from typer.testing import CliRunner
 
-            from autokose.cli import app
+            from autokose.app.cli import app
 
             out = self.root / "trained"
             if not (out / "card.json").is_file():
@@ -288,7 +288,7 @@ def run_inprocess(args: list, limit: float = 120) -> Result:
     """typer's CliRunner; a run past `limit` seconds is stopped and reported as a hang."""
     from typer.testing import CliRunner
 
-    from autokose.cli import app
+    from autokose.app.cli import app
 
     def expire(signum, frame):
         raise CaseTimeout(f"still running after {limit:.0f} s")
@@ -309,7 +309,7 @@ def run_inprocess(args: list, limit: float = 120) -> Result:
 def run_subprocess(args: list, cwd: Path, timeout: float = 300) -> Result:
     """The real console script: the stderr a user sees. Lone surrogates go out as the bytes they stand for."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "autokose.cli"]
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "autokose.app.cli"]
     done = subprocess.run([*command, *(os.fsencode(str(a)) for a in args)], cwd=cwd, env=env,
                           capture_output=True, timeout=timeout)
     decode = lambda b: b.decode("utf-8", "replace")  # noqa: E731

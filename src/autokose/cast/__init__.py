@@ -11,24 +11,8 @@ from pathlib import Path
 
 from autokose.bible import Bible
 from autokose.fsio import read_json_object
+from autokose.models import LoraRef
 from autokose.story import Story
-
-
-@dataclass
-class LoraRef:
-    path: str
-    weight: float = 1.0
-
-    @classmethod
-    def parse(cls, spec: str) -> LoraRef:
-        """`file.safetensors[:weight]`."""
-        head, sep, tail = spec.rpartition(":")
-        if sep:
-            try:
-                return cls(head, float(tail))
-            except ValueError:
-                pass
-        return cls(spec, 1.0)
 
 
 @dataclass
@@ -45,6 +29,14 @@ def load_card(path: Path | str) -> dict:
     from autokose.cast.card import validate_card
 
     return validate_card(read_json_object(path, "character card"), path)
+
+
+def card_file(path: Path | str) -> Path:
+    """The card a user names: card.json itself, or the character folder training wrote it into."""
+    from autokose.cast.card import CARD_NAME
+
+    path = Path(path)
+    return path / CARD_NAME if path.is_dir() else path
 
 
 def identity_assets(story: Story, bible: Bible) -> dict[str, IdentityAssets]:

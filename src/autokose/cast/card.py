@@ -34,10 +34,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from autokose import __version__
 from autokose.cast.dataset import TrainingSet
-from autokose.errors import InputError
+from autokose.errors import InputError, format_validation_error
 from autokose.faces import embedding_centroid
 from autokose.fsio import save_image, sha256_file, write_json
-from autokose.story import format_validation_error
 
 CARD_NAME = "card.json"
 CARD_VERSION = 1

@@ -7,6 +7,8 @@ captions that bind a rare trigger token ("aldarkose") to the person. Two things 
 
 - Latents (and, without text-encoder training, prompt embeddings) are computed once: a
   character set is small, so each step costs one UNet forward and backward.
+- Captions are encoded as the renderer encodes prompts (`autokose.prompt_embeds`): in
+  75-token windows, not cut at 77 tokens, so every word of a long caption conditions the LoRA.
 - Every random draw of step N (which images, which noise, which timesteps) comes from a
   generator seeded with (seed, N). A run resumed from a checkpoint therefore takes exactly
   the steps the uninterrupted run would have taken, with no RNG state to restore.
@@ -31,6 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autokose.bible import Bible
 from autokose.cast import checkpoint as ckpt
 from autokose.cast.card import CARD_NAME, REFERENCES, base_model_fingerprint, build_card, save_references, write_card
 from autokose.cast.dataset import DEFAULT_CAPTION, TrainingSet, caption_template_for, prepare_images
@@ -41,9 +44,10 @@ from autokose.cast.lora_export import (
     save_diffusers,
     save_kohya,
 )
-from autokose.errors import InputError
+from autokose.errors import InputError, format_validation_error
 from autokose.fsio import ensure_writable_dir, save_image, write_json
-from autokose.story import Character, format_validation_error
+from autokose.prompt_embeds import encode_windows, token_windows
+from autokose.story import Character
 
 CONFIG_NAME = "train_config.json"
 LOG_NAME = "train.log"
@@ -141,6 +145,46 @@ def config_for(character: Character, *, trigger: str | None = None, caption: str
                            **options)
     except ValidationError as e:
         raise InputError(format_validation_error(e)) from None
+
+
+def character_entry(bible: Bible, character: str, *, trigger: str | None = None) -> Character:
+    """The bible's entry for `character`, or a new character named by its id when a trigger is given."""
+    if character in bible:
+        return bible[character]
+    if not trigger:
+        raise InputError(f"unknown character '{character}' (known: {', '.join(bible.characters)}); "
+                         "give --trigger to train a new one")
+    try:
+        return Character(id=character, name=character, trigger=trigger)
+    except ValidationError as e:
+        raise InputError(format_validation_error(e)) from None
+
+
+def training_config(bible: Bible, character: str, *, images: str | Path, model: str, out: str | Path | None = None,
+                    vae: str | None = None, base_config: str | Path | None = None,
+                    class_images: str | Path | None = None, trigger: str | None = None, caption: str | None = None,
+                    **options) -> TrainConfig:
+    """The TrainConfig every entry point (the CLI, a web form) builds a training run with.
+
+    Local paths are made absolute, so `--resume` from another folder describes the same run;
+    model and VAE specs that are no local path stay as they are (HF repo ids). `out` defaults
+    to `characters/<id>`. Options are TrainConfig's fields.
+    """
+    entry = character_entry(bible, character, trigger=trigger)
+    return config_for(entry, trigger=trigger, caption=caption, images=str(_absolute(images)), model=model_spec(model),
+                      out=str(out or Path("characters") / character), vae=model_spec(vae) if vae else None,
+                      base_config=str(_absolute(base_config)) if base_config else None,
+                      class_images=str(_absolute(class_images)) if class_images else None, **options)
+
+
+def model_spec(spec: str) -> str:
+    """Local paths become absolute (so --resume from elsewhere agrees); repo ids stay as they are."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def _absolute(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 @dataclass
@@ -456,7 +500,7 @@ class LoraTrainer:
         self.class_captions = [item.caption for item in self.class_set.images] if self.class_set else []
         self.token_ids = {}
         for caption in set(self.captions + self.class_captions):
-            self.token_ids[caption] = [self.tokenize(tok, caption) for tok in self.tokenizers]
+            self.token_ids[caption] = token_windows(self.tokenizers, caption)
         self.embeddings = {}
         if not self.config.train_text_encoder:
             import torch
@@ -488,23 +532,11 @@ class LoraTrainer:
                 out.append(encoded)
         return out
 
-    @staticmethod
-    def tokenize(tokenizer, caption: str):
-        return tokenizer(caption, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                         return_tensors="pt").input_ids
-
     def encode_prompt(self, ids: list) -> tuple:
-        """(prompt embeddings, pooled embeddings or None) for one caption's token ids."""
-        if self.arch == "sd15":
-            return self.text_encoders[0](ids[0].to(self.device))[0], None
-        import torch
-
-        hidden, pooled = [], None
-        for te, te_ids in zip(self.text_encoders, ids):
-            output = te(te_ids.to(self.device), output_hidden_states=True)
-            hidden.append(output.hidden_states[-2])
-            pooled = output[0]  # the last encoder's projected pooled output, as SDXL is conditioned
-        return torch.cat(hidden, dim=-1), pooled
+        """(prompt embeddings [1, 77 * windows, dim], pooled [1, dim] or None) for one caption's
+        token windows ([tokenizer][window][77], from `token_windows`); with gradients unless the
+        caller turns them off, so the text encoders' LoRA trains through it."""
+        return encode_windows(self.text_encoders, [[per_tokenizer] for per_tokenizer in ids], self.device)
 
     # -- optimisation -------------------------------------------------------------------------
     def trainable_parameters(self) -> dict:
@@ -617,7 +649,8 @@ class LoraTrainer:
         return total
 
     def batch(self, kind: str, position: int, g) -> tuple:
-        """Latents, prompt embeddings, pooled embeddings and SDXL time ids for one batch."""
+        """Latents, prompt embeddings (one [1, 77 * windows, dim] tensor per sample), pooled
+        embeddings and SDXL time ids for one batch."""
         import torch
 
         cfg = self.config
@@ -642,7 +675,6 @@ class LoraTrainer:
         latents = torch.stack(latents)
         shift = getattr(self.comps.vae.config, "shift_factor", None) or 0.0
         latents = (latents - shift) * self.comps.vae.config.scaling_factor
-        prompts = torch.cat(prompts)
         pooled = torch.cat(pooled) if self.arch == "sdxl" else None
         time_ids = torch.tensor(time_ids, dtype=torch.float32, device=self.device) if self.arch == "sdxl" else None
         return latents, prompts, pooled, time_ids
@@ -657,7 +689,7 @@ class LoraTrainer:
         if self.class_latents:
             parts.append(self.batch("class", position, g))
         latents = torch.cat([p[0] for p in parts])
-        prompts = torch.cat([p[1] for p in parts])
+        prompts = [prompt for p in parts for prompt in p[1]]
         scheduler = self.comps.noise_scheduler
         b = latents.shape[0]
         noise = torch.randn(latents.shape, generator=g)
@@ -674,7 +706,7 @@ class LoraTrainer:
         if self.arch == "sdxl":
             added = {"text_embeds": torch.cat([p[2] for p in parts]), "time_ids": torch.cat([p[3] for p in parts])}
         with self.accelerator.autocast():
-            pred = self.models["unet"](noisy, timesteps, prompts, added_cond_kwargs=added).sample
+            pred = self.predict(noisy, timesteps, prompts, added)
         per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if cfg.snr_gamma:
             snr = compute_snr(scheduler, timesteps)
@@ -687,6 +719,30 @@ class LoraTrainer:
         if self.class_latents:
             loss = loss + cfg.prior_loss_weight * per_sample[n:].mean()
         return loss
+
+    def predict(self, noisy, timesteps, prompts: list, added: dict | None):
+        """The UNet's prediction for a batch whose captions may take different numbers of windows.
+
+        One UNet call needs one sequence length, and padding a caption with empty windows would
+        change what it conditions on (the renderer batches only equal counts for the same
+        reason). So samples go through in groups of equal length; with the usual captions of
+        one window that is a single call, as before.
+        """
+        import torch
+
+        unet = self.models["unet"]
+        lengths = [p.shape[1] for p in prompts]
+        if len(set(lengths)) == 1:
+            return unet(noisy, timesteps, torch.cat(prompts), added_cond_kwargs=added).sample
+        out = [None] * len(prompts)
+        for length in sorted(set(lengths)):
+            rows = [i for i, n in enumerate(lengths) if n == length]
+            pick = torch.tensor(rows, device=noisy.device)
+            part = unet(noisy[pick], timesteps[pick], torch.cat([prompts[i] for i in rows]),
+                        added_cond_kwargs={k: v[pick] for k, v in added.items()} if added else None).sample
+            for j, i in enumerate(rows):
+                out[i] = part[j]
+        return torch.stack(out)
 
     def final_loss(self) -> float | None:
         tail = self.losses[-10:]

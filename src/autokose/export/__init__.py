@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from autokose.board import SCORES_FILE, Board
+from autokose.board import Board
 from autokose.errors import InputError
 from autokose.fsio import read_json_object
 from autokose.images import Unreadable, open_rgb
@@ -71,7 +71,7 @@ def open_frame(path: Path) -> Image.Image:
 
 def load_scores(board: Board) -> dict | None:
     """scores.json written by the scoring stage, or None when the board is not scored."""
-    path = board.root / SCORES_FILE
+    path = board.scores_path
     if not path.is_file():
         return None
     data = read_json_object(path, "scores", "; delete it or run `autokose score` again")

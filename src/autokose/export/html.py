@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from autokose import __version__
-from autokose.board import HEATMAP_FILE, Board
+from autokose.board import Board, frame_key
 from autokose.errors import InputError
 from autokose.export import frame_files, load_scores
 from autokose.export.labels import Labels
@@ -100,7 +100,7 @@ document.onkeydown=e=>{if(zoom.open&&(e.key=='ArrowRight'||e.key=='ArrowLeft'))s
 
 def write_html(board: Board, story: Story) -> Path:
     frames = {i: p.read_bytes() for i, p in frame_files(board, story).items()}
-    heatmap = board.root / HEATMAP_FILE
+    heatmap = board.heatmap_path
     html = board_html(story, frames, load_scores(board), heatmap.read_bytes() if heatmap.is_file() else None)
     return write_text(board.html_path, html)
 
@@ -109,7 +109,7 @@ def board_html(story: Story, frames: dict[int, bytes], scores: dict | None = Non
                heatmap: bytes | None = None) -> str:
     """The viewer page. `frames` maps scene index → PNG bytes (missing scenes get a placeholder)."""
     labels = Labels(story.language)
-    sizes = {i: _png_size(data, f"frames/{i:02d}.png") for i, data in frames.items()}
+    sizes = {i: _png_size(data, f"frames/{frame_key(i)}.png") for i, data in frames.items()}
     aspect = next(iter(sizes.values()), (16, 9))
     facts = labels.facts(len(story.scenes), sum(s.duration for s in story.scenes))
     panels = "\n".join(
@@ -164,7 +164,7 @@ def _panel(story: Story, scene: Scene, labels: Labels, png: bytes | None, size: 
     ]
     meta = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
     dialogue = f'\n<p class="dialogue">{escape(scene.dialogue)}</p>' if scene.dialogue else ""
-    return f"""<article class="panel" id="scene-{scene.index:02d}">
+    return f"""<article class="panel" id="scene-{frame_key(scene.index)}">
 <figure class="frame">{picture}{badge}</figure>
 <div class="body">
 <div class="head"><span><span class="num">{escape(name)}</span> <span class="shot">{escape(labels.term(scene.shot))}</span></span><span class="dur">{escape(labels.seconds(scene.duration))}</span></div>
@@ -178,7 +178,7 @@ def _frame_score(scores: dict | None, index: int) -> dict | None:
     if scores is None:
         return None
     frames = scores.get("frames") or {}
-    entry = frames.get(f"{index:02d}", frames.get(str(index)))
+    entry = frames.get(frame_key(index), frames.get(str(index)))
     return entry if isinstance(entry, dict) else None
 
 

@@ -1,4 +1,11 @@
-"""sheet.png: a contact sheet — every frame at a glance, numbered, with its caption's first line."""
+"""sheet.png: a contact sheet — every frame at a glance, numbered, with its caption's first line.
+
+One image however long the board: up to 24 frames it is 4 columns of 360 px thumbnails. A
+longer board gets more columns, so the sheet stays roughly square instead of a strip metres
+tall, and thumbnails shrink so it is never wider than MAX_WIDTH (300 frames: 15 columns of
+253 px, about 4096 × 3900 px). One file keeps the board's file names and links as they are;
+the PDF is the paged view.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,12 @@ from autokose.story import Story
 
 COLUMNS = 4
 THUMB_W = 360
+FIXED_GRID = 24
+MAX_WIDTH = 4096
+MIN_THUMB_W = 32
 PAD = 18
+HEADER_H = 56
+LABEL_H = 30
 BACKGROUND = (255, 255, 255)
 INK = (30, 30, 30)
 GREY = (120, 120, 120)
@@ -29,17 +41,17 @@ def write_sheet(board: Board, story: Story) -> Path:
 
 def contact_sheet(story: Story, frames: dict[int, Image.Image], *, columns: int = COLUMNS,
                   thumb_w: int = THUMB_W) -> Image.Image:
-    """Grid of thumbnails, `columns` wide (fewer for small boards); missing frames are grey boxes."""
+    """Grid of thumbnails, at least `columns` wide (fewer for small boards); missing frames are grey boxes."""
     labels = Labels(story.language)
-    cols = min(columns, len(story.scenes))
-    rows = math.ceil(len(story.scenes) / cols)
     fw, fh = next(iter(frames.values())).size if frames else (16, 9)
+    cols, thumb_w = grid(len(story.scenes), fh / fw, columns=columns, thumb_w=thumb_w)
+    rows = math.ceil(len(story.scenes) / cols)
     thumb_h = round(thumb_w * fh / fw)
     title_font = ImageFont.truetype(str(font_path(bold=True)), 26)
     number_font = ImageFont.truetype(str(font_path(bold=True)), 20)
     caption_font = ImageFont.truetype(str(font_path()), 15)
-    header_h = 56
-    label_h = 30
+    header_h = HEADER_H
+    label_h = LABEL_H
     width = cols * thumb_w + (cols + 1) * PAD
     height = header_h + rows * (thumb_h + label_h) + (rows + 1) * PAD
 
@@ -67,6 +79,24 @@ def contact_sheet(story: Story, frames: dict[int, Image.Image], *, columns: int 
         caption = (scene.caption.strip().splitlines() or [""])[0]
         draw.text((x, y + thumb_h + 7), _fit(caption, caption_font, thumb_w), font=caption_font, fill=INK)
     return sheet
+
+
+def grid(n: int, aspect: float, *, columns: int = COLUMNS, thumb_w: int = THUMB_W) -> tuple[int, int]:
+    """(columns, thumbnail width) for `n` frames of height/width `aspect`.
+
+    Up to FIXED_GRID frames (the longest boards before 300-scene ones), `columns` wide (fewer for
+    small boards), as sheets always were. Beyond that, enough columns for a grid about square,
+    then narrower thumbnails once the sheet would pass MAX_WIDTH.
+    """
+    if n <= FIXED_GRID:
+        return min(columns, n), thumb_w
+    cell_w = thumb_w + PAD
+    cell_h = round(thumb_w * aspect) + LABEL_H + PAD
+    square = math.ceil(math.sqrt(n * cell_h / cell_w))  # columns of a square grid
+    widest = (MAX_WIDTH - PAD) // (MIN_THUMB_W + PAD)  # tall frames: thumbnails no narrower than MIN_THUMB_W
+    cols = min(max(min(columns, n), square), n, widest)
+    fit = (MAX_WIDTH - (cols + 1) * PAD) // cols
+    return cols, max(min(thumb_w, fit), MIN_THUMB_W)
 
 
 def _number_tag(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, x: int, y: int) -> None:

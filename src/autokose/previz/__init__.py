@@ -1,9 +1,9 @@
 """Previz drawing kit: puppets, animals, props and backgrounds as flat-vector SVG.
 
-`autokose.render.previz.PrevizRenderer` assembles these into frames. Every drawing is a pure
+`autokose.render.previz.PrevizRenderer` assembles these into frames; `autokose.vocabulary`
+says which setting and prop a story's words are drawn as. Every drawing is a pure
 function of the layout and the character bible, so the same board gives byte-identical SVG.
 
-    vocabulary   setting and prop words (ru/kk/en) → what previz can draw
     designs      one puppet design per character, read from the bible
     heads        hats, faces, beards, expressions (canonical head space)
     puppets      human figures drawn along the OpenPose keypoints

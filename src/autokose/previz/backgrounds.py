@@ -27,7 +27,7 @@ from autokose.previz.svg import (
     rect,
     smooth_d,
 )
-from autokose.previz.vocabulary import INTERIORS, resolve_setting
+from autokose.vocabulary import is_interior, resolve_setting
 from autokose.staging import Layout
 from autokose.story import Shot, TimeOfDay
 
@@ -76,7 +76,7 @@ class _Canvas:
         self.hz = layout.horizon * height
         self.zoom = ZOOM.get(layout.shot, 1.0)
         self.light = LIGHTS[layout.time]
-        self.indoor = resolve_setting(layout.setting) in INTERIORS
+        self.indoor = is_interior(layout.setting)
         self.lamp = INDOOR[layout.time]
         self.rng = random.Random(seed)
         self.shot = layout.shot
@@ -105,7 +105,7 @@ def draw_background(layout: Layout, width: int, height: int, seed: int) -> str:
     """The whole background for one layout."""
     cv = _Canvas(layout, width, height, seed)
     kind = resolve_setting(layout.setting)
-    if kind in INTERIORS:
+    if is_interior(kind):
         return _yurt_interior(cv)
     parts = [_sky(cv), _sky_body(cv), _clouds(cv)]
     parts.append(cv.zoomed(FAR[kind](cv), 0.35))

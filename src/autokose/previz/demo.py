@@ -1,7 +1,7 @@
 """A hand-built demo board with the built-in cast: no writer needed to try the previz renderer.
 
     make_story(*scenes) -> Story     the built-in cast plus the given scenes (indices filled in)
-    scene(chars, **fields) -> dict   one scene's fields; blocking given as {id: (pose, emotion, holds)}
+    scene(chars, **fields) -> dict   one scene's fields; blocking given as {id: (pose, emotion, holds, place)}
     board_story() -> Story           an 8-scene board touching every shot size, time of day and most settings
 
 Used by the tests and benchmarks/bench_previz.py.
@@ -16,7 +16,8 @@ CAST = ("aldar", "bai", "baibishe", "servant1", "servant2", "merchant", "mullah"
 
 
 def scene(chars: list[str], blocking: dict[str, tuple] | None = None, **fields) -> dict:
-    moves = {cid: Blocking(**dict(zip(("pose", "emotion", "holds"), spec))) for cid, spec in (blocking or {}).items()}
+    moves = {cid: Blocking(**dict(zip(("pose", "emotion", "holds", "place"), spec)))
+             for cid, spec in (blocking or {}).items()}
     return {"characters": chars, "blocking": moves, **fields}
 
 
@@ -34,7 +35,9 @@ def board_story() -> Story:
     return make_story(
         scene(["aldar", "donkey"], {"aldar": ("ride", "happy")}, shot="establishing", time="dawn",
               setting="steppe", action="Aldar rides his donkey across the steppe."),
-        scene(["aldar", "bai", "servant1", "servant2"], {"aldar": ("bow",), "bai": ("sit", "angry")},
+        scene(["aldar", "bai", "servant1", "servant2"],
+              {"aldar": ("bow",), "bai": ("sit", "angry"), "servant1": ("stand", "neutral", None, "behind"),
+               "servant2": ("stand", "neutral", None, "behind")},
               shot="wide", setting="the Bai's yurt", props=["carpet"],
               action="Алдар входит в юрту Бая. Слуги стоят позади Бая."),
         scene(["aldar", "merchant"], {"aldar": ("hold", "sly", "golden egg"), "merchant": ("point", "surprise")},

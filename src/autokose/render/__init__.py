@@ -6,15 +6,19 @@ consistent self-attention and batches them) and returns only the frames asked fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from autokose.staging import Layout
-from autokose.story import Story
+from autokose.render.diffusion.settings import DEFAULT_SIZE, DiffusionSettings
+
+if TYPE_CHECKING:  # annotations only: the diffusion engine below this package needs no Story
+    from autokose.cast import IdentityAssets
+    from autokose.staging import Layout
+    from autokose.story import Story
 
 
 MIN_SIDE, MAX_SIDE = 64, 4096  # frame size bounds, in pixels
@@ -26,11 +30,20 @@ class RenderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     renderer: Literal["previz", "diffusion"] = "previz"
-    width: int = Field(960, ge=MIN_SIDE, le=MAX_SIDE)
-    height: int = Field(540, ge=MIN_SIDE, le=MAX_SIDE)
-    # Diffusion options live in their own model (autokose.render.diffusion); kept as a dict
-    # here so previz runs never import torch.
-    diffusion: dict = Field(default_factory=dict)
+    width: int = Field(DEFAULT_SIZE[0], ge=MIN_SIDE, le=MAX_SIDE, description="Frame width in pixels.")
+    height: int = Field(DEFAULT_SIZE[1], ge=MIN_SIDE, le=MAX_SIDE, description="Frame height in pixels.")
+    diffusion: DiffusionSettings | None = Field(None, description="The diffusion renderer's options (--model ...).")
+
+    @field_validator("diffusion", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value):
+        """Manifests store a previz run's diffusion options as `{}`."""
+        return None if value == {} else value
+
+    @field_serializer("diffusion")
+    def _given_only(self, value: DiffusionSettings | None) -> dict:
+        """Only the options the user gave: the defaults stay defined in code (see DiffusionSettings)."""
+        return {} if value is None else value.given()
 
 
 @dataclass
@@ -57,7 +70,7 @@ class Renderer(Protocol):
         ...
 
 
-def check_renderer(settings: RenderSettings, assets: dict | None = None) -> None:
+def check_renderer(settings: RenderSettings, assets: dict[str, IdentityAssets] | None = None) -> None:
     """Raise InputError now if the renderer cannot use its models or the identity `assets`.
 
     The pipeline calls it before writing anything: a bad model, LoRA, IP-Adapter or reference
@@ -69,12 +82,14 @@ def check_renderer(settings: RenderSettings, assets: dict | None = None) -> None
         DiffusionRenderer(settings, assets=assets).check()
 
 
-def get_renderer(settings: RenderSettings, assets: dict | None = None, progress=None) -> Renderer:
-    """The renderer `settings` name; `progress(stage, done, total)` hears about long inner work."""
+def get_renderer(settings: RenderSettings, assets: dict[str, IdentityAssets] | None = None,
+                 progress=None, cancel=None) -> Renderer:
+    """The renderer `settings` name; `progress(stage, done, total)` hears about long inner work,
+    and `cancel()` may stop it within a frame (the diffusion renderer asks after every step)."""
     if settings.renderer == "previz":
         from autokose.render.previz import PrevizRenderer
 
         return PrevizRenderer(settings)
     from autokose.render.diffusion import DiffusionRenderer
 
-    return DiffusionRenderer(settings, assets=assets, progress=progress)
+    return DiffusionRenderer(settings, assets=assets, progress=progress, cancel=cancel)

@@ -20,7 +20,7 @@ from autokose.previz.designs import PuppetDesign, design_for
 from autokose.previz.props import draw_prop
 from autokose.previz.puppets import draw_human, ink_width
 from autokose.render import Frame, RenderSettings
-from autokose.staging import Figure, Layout, layout_scene
+from autokose.staging import Figure, Layout
 from autokose.story import Story
 
 
@@ -41,8 +41,9 @@ class PrevizRenderer:
                 raise InputError(f"previz: no layout for scene {index}")
             seed = (seeds or {}).get(index, scenes[index].seed)
             layout = by_index[index]
-            if abs(layout.aspect - width / height) > 1e-3:  # staged for another frame shape: restage
-                layout = layout_scene(story, scenes[index], width / height)
+            if abs(layout.aspect - width / height) > 1e-3:  # staging is the pipeline's (layouts.json), not ours
+                raise InputError(f"previz: scene {index} was staged for frames of aspect {layout.aspect:.3f}, "
+                                 f"not {width}x{height}")
             svg = scene_svg(layout, designs, width, height, seed)
             yield Frame(index=index, image=rasterise(svg), seed=seed, svg=svg,
                         meta={"renderer": self.name, "width": width, "height": height})

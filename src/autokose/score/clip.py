@@ -126,15 +126,3 @@ def _load(spec: str) -> tuple[Clip | None, str | None]:
         return None, f"clip: skipped — {spec} is not a CLIP model ({str(e).splitlines()[0][:120]})"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return Clip(spec, model.eval().to(device), processor, device), None
-
-
-def crop_box(image, box: tuple[float, float, float, float], margin: float = 0.05):
-    """The part of `image` inside a normalised box (x0, y0, x1, y1), a little enlarged; None if empty."""
-    width, height = image.size
-    x0, y0, x1, y1 = box
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    left, top = max(0, int((x0 - mx) * width)), max(0, int((y0 - my) * height))
-    right, bottom = min(width, int(np.ceil((x1 + mx) * width))), min(height, int(np.ceil((y1 + my) * height)))
-    if right - left < 2 or bottom - top < 2:
-        return None
-    return image.crop((left, top, right, bottom))

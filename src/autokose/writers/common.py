@@ -3,7 +3,8 @@ that turns a draft into a Story.
 
 A writer (offline templates or an LLM) only decides the story: beats, who is where doing
 what, captions. `assemble_story` adds everything derived from the bible and the seed (SD
-prompts, negative prompts, per-scene seeds, the cast list), so both writers draw alike.
+prompts from `autokose.prompting`, negative prompts, per-scene seeds, the cast list), so both
+writers draw alike.
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autokose.bible import Bible
 from autokose.errors import InputError
+from autokose.prompting import DEFAULT_STYLE, negative_prompt, scene_prompt
 from autokose.story import (
     MAX_LOGLINE_CHARS,
     MAX_SCENES,
     Angle,
     Beat,
     Blocking,
-    Character,
     Language,
     Scene,
     Shot,
@@ -32,13 +32,11 @@ from autokose.story import (
     TimeOfDay,
     format_validation_error,
 )
-from autokose.writers.lexicon import Matcher, lexicon, vocabulary
+from autokose.vocabulary import Matcher, canonical_place, matchers, table
+from autokose.writers.lexicon import lexicon
 from autokose.writers.premise import character_matcher
 
 log = logging.getLogger("autokose.writers")
-
-DEFAULT_STYLE: str = Story.model_fields["style"].default
-_BEARDED = re.compile(r"\b(beard|moustache|mustache)\b", re.IGNORECASE)
 
 
 def check_request(logline: str, scenes: int, seed: int) -> str:
@@ -97,6 +95,7 @@ class CharacterDraft(BaseModel):
     pose: str = "stand"
     emotion: str = "neutral"
     holds: str | None = None
+    place: str | None = Field(None, description="behind (back row), front, left or right; None: the front row.")
 
 
 class SceneDraft(BaseModel):
@@ -147,7 +146,7 @@ def assemble_story(draft: StoryDraft, *, logline: str, language: Language, bible
             for cid in (c for c in found if c not in ids):
                 ids.append(cid)
                 blocking[cid] = Blocking(pose=canonical_pose(cd.pose), emotion=canonical_emotion(cd.emotion),
-                                         holds=holds)
+                                         holds=holds, place=canonical_place(cd.place))
         scene = Scene(
             index=n + 1, beat=sd.beat, setting=canonical_setting(sd.setting), time=sd.time, action=sd.action,
             characters=ids, blocking=blocking, props=list(dict.fromkeys(props)), shot=sd.shot, angle=sd.angle,
@@ -180,101 +179,25 @@ def resolve_characters(ref: str, bible: Bible, matcher: Matcher | None = None) -
 
 
 def canonical_pose(text: str) -> str:
-    lex = lexicon()
     word = text.strip().lower()
-    return word if word in lex.poses else (vocabulary()["poses"].first(word) or "stand")
+    return word if word in table().poses else (matchers()["poses"].first(word) or "stand")
 
 
 def canonical_emotion(text: str) -> str:
-    lex = lexicon()
     word = text.strip().lower() or "neutral"
-    return word if word in lex.emotions else (vocabulary()["emotions"].first(word) or word)
+    return word if word in table().emotions else (matchers()["emotions"].first(word) or word)
 
 
 def canonical_prop(text: str) -> str:
-    """A lexicon prop id for a prop name in any language; other things keep their name."""
-    lex = lexicon()
+    """A vocabulary prop id for a prop name in any language; other things keep their name."""
     word = text.strip().lower()
-    if word in lex.props:
+    if word in table().story_props:
         return word
-    return vocabulary()["props"].first(word) or word
+    return matchers()["props"].first(word) or word
 
 
 def canonical_setting(text: str) -> str:
-    lex = lexicon()
     word = text.strip().lower()
-    if word in lex.settings:
+    if word in table().settings:
         return word
-    return vocabulary()["settings"].first(word) or word
-
-
-# -- prompts ----------------------------------------------------------------------------
-
-
-def scene_prompt(scene: Scene, cast: dict[str, Character], style: str = DEFAULT_STYLE) -> str:
-    """The English SD prompt of a scene, built only from the bible and the scene's fields.
-
-    Order: style, framing, place and light, then each character (trigger token, appearance,
-    pose and expression) left to right, then props nobody holds. An insert shot describes the
-    prop and whose hands hold it instead of full figures.
-    """
-    words = lexicon().prompt
-    parts = [style, words.shots[scene.shot]]
-    if scene.angle != Angle.eye_level:
-        parts.append(words.angles[scene.angle])
-    parts += [setting_words(scene.setting), time_words(scene.time, scene.setting)]
-    held = {scene.direction(cid).holds for cid in scene.characters} - {None}
-    if scene.shot == Shot.insert:
-        focus = next(iter(held), None) or (scene.props[0] if scene.props else None)
-        if focus:
-            parts.append(prop_words(focus))
-        hands = [c.trigger or c.name for c in cast.values() if scene.direction(c.id).holds == focus]
-        if hands:
-            parts.append(f"in the hands of {', '.join(hands)}")
-        return _join(parts)
-    for n, cid in enumerate(scene.characters):
-        if scene.shot == Shot.close_up and n > 0:
-            parts.append(f"{cast[cid].trigger or cast[cid].name} in the background")
-        else:
-            parts.append(character_words(cast[cid], scene.direction(cid)))
-    parts += [prop_words(p) for p in scene.props if p not in held]
-    return _join(parts)
-
-
-def negative_prompt(scene: Scene, cast: dict[str, Character]) -> str:
-    """Generic defects, plus facial hair when Aldar is in frame and nobody else has any."""
-    words = lexicon().prompt
-    parts = [words.negative]
-    if "aldar" in cast and not any(_BEARDED.search(c.appearance) for cid, c in cast.items() if cid != "aldar"):
-        parts.append(words.beardless)
-    return _join(parts)
-
-
-def character_words(character: Character, blocking: Blocking) -> str:
-    words = lexicon().prompt
-    holds = prop_words(blocking.holds) if blocking.holds else "something"
-    pose = words.poses.get(blocking.pose, blocking.pose).format(prop=holds)
-    parts = [character.trigger, character.appearance or character.name, pose]
-    if character.kind in ("human", "spirit") and blocking.emotion:
-        parts.append(words.emotions.get(blocking.emotion, f"{blocking.emotion} expression"))
-    return _join(parts)
-
-
-def setting_words(setting: str) -> str:
-    known = lexicon().settings.get(setting)
-    return known.prompt if known else setting
-
-
-def time_words(time: TimeOfDay, setting: str) -> str:
-    tw = lexicon().times[time]
-    known = lexicon().settings.get(setting)
-    return tw.interior if known and known.interior and tw.interior else tw.prompt
-
-
-def prop_words(prop: str) -> str:
-    known = lexicon().props.get(prop)
-    return known.prompt if known else prop.replace("_", " ")
-
-
-def _join(parts: list[str]) -> str:
-    return ", ".join(p.strip() for p in parts if p and p.strip())
+    return matchers()["settings"].first(word) or word

@@ -31,9 +31,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autokose.bible import PROTAGONIST, Bible
-from autokose.errors import InputError
+from autokose.errors import InputError, format_validation_error
 from autokose.fsio import read_text
-from autokose.story import Angle, Beat, Language, Shot, Story, TimeOfDay, format_validation_error
+from autokose.story import Angle, Beat, Language, Shot, Story, TimeOfDay
+from autokose.vocabulary import PLACES, table
 from autokose.writers.common import (
     CharacterDraft,
     StoryDraft,
@@ -42,7 +43,6 @@ from autokose.writers.common import (
     plan_beats,
     resolve_characters,
 )
-from autokose.writers.lexicon import lexicon
 from autokose.writers.premise import Premise, character_matcher, read_premise
 
 log = logging.getLogger("autokose.writers")
@@ -303,11 +303,13 @@ Rules:
   requested language, with the characters' names in that language.
 - dialogue is optional: "Name: «line»". action: one sentence in English.
 - Aldar's donkey is often with him, even when the logline does not name it.
-- characters are listed left to right with pose (from the list), emotion and the prop they hold."""
+- characters are listed left to right with pose (from the list), emotion, the prop they hold,
+  and place: "behind" for someone standing behind the others (e.g. servants behind their
+  master), else null."""
 
 
 def system_prompt(bible: Bible) -> str:
-    lex = lexicon()
+    vocab = table()
     cast = "\n".join(
         f"- {c.id}: {c.name} ({', '.join(f'{k}: {v}' for k, v in c.names.items())}) — {c.role}; looks: {c.appearance}"
         for c in bible
@@ -316,7 +318,8 @@ def system_prompt(bible: Bible) -> str:
         "title": "...",
         "scenes": [{
             "beat": "setup", "setting": "road", "time": "dawn",
-            "characters": [{"id": PROTAGONIST, "pose": "ride", "emotion": "cheerful", "holds": None}],
+            "characters": [{"id": PROTAGONIST, "pose": "ride", "emotion": "cheerful", "holds": None,
+                            "place": None}],
             "props": [], "shot": "establishing", "angle": "high", "caption": "...", "dialogue": None,
             "action": "...",
         }],
@@ -326,8 +329,9 @@ def system_prompt(bible: Bible) -> str:
         f"Cast (use these ids):\n{cast}",
         "Vocabulary (use these words):\n"
         f"- beats: {_names(Beat)}\n- shots: {_names(Shot)}\n- angles: {_names(Angle)}\n- times: {_names(TimeOfDay)}\n"
-        f"- poses: {', '.join(lex.poses)}\n- emotions: {', '.join(lex.emotions)}\n"
-        f"- settings: {', '.join(lex.settings)}\n- props: {', '.join(lex.props)} (or a short English name)",
+        f"- poses: {', '.join(vocab.poses)}\n- emotions: {', '.join(vocab.emotions)}\n"
+        f"- places: {', '.join(PLACES)}\n"
+        f"- settings: {', '.join(vocab.settings)}\n- props: {', '.join(vocab.story_props)} (or a short English name)",
         RULES,
         "Reply with one JSON object and nothing else, shaped like this:\n"
         + json.dumps(example, ensure_ascii=False),

@@ -18,9 +18,10 @@ from types import SimpleNamespace
 from autokose.bible import PROTAGONIST, Bible
 from autokose.errors import InputError
 from autokose.language import Noun, inflect, phrases, sentence_case
+from autokose.prompting import DEFAULT_STYLE
 from autokose.story import Angle, Beat, Language, Shot, Story, TimeOfDay
+from autokose.vocabulary import table
 from autokose.writers.common import (
-    DEFAULT_STYLE,
     CharacterDraft,
     SceneDraft,
     StoryDraft,
@@ -85,7 +86,7 @@ class OfflineWriter:
 
 
 def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
-    lex = lexicon()
+    lex, vocab = lexicon(), table()
     named = [cid for cid in premise.characters if cid != PROTAGONIST]
     mark_id = pick_mark(named, bible)
     mark = lex.marks.get(mark_id) or Mark(home="aul", yard="aul")
@@ -99,27 +100,29 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
     if "donkey" in bible:
         roles["D"] = ["donkey"]
 
-    lures = [p for p in premise.props if lex.props[p].kind == "lure"]
-    pays = [p for p in premise.props if lex.props[p].kind == "payment"]
+    props = vocab.story_props
+    lures = [p for p in premise.props if props[p].role == "lure"]
+    pays = [p for p in premise.props if props[p].role == "payment"]
     if lures:
         lure = lures[0]
-    elif pays and lex.props[pays[0]].pairs_with:
-        lure = lex.props[pays[0]].pairs_with
+    elif pays and props[pays[0]].pairs_with:
+        lure = props[pays[0]].pairs_with
     else:
-        lure = rng.choice([k for k, p in lex.props.items() if p.kind == "lure"])
+        lure = rng.choice([k for k, p in props.items() if p.role == "lure"])
     if pays:
         pay = pays[0]
     elif "horse" in named:
         pay = "horse"
     else:
-        pay = lex.props[lure].pairs_with or "purse"
+        pay = props[lure].pairs_with or "purse"
     if "horse" in bible and ("horse" in named or pay == "horse"):
         roles["H"] = ["horse"]
 
     taken = {cid for ids in roles.values() for cid in ids}
     trick = premise.setting or mark.home
-    inside = trick if lex.settings[trick].interior else (mark.home if lex.settings[mark.home].interior else trick)
-    outside = mark.yard if (lex.settings[trick].interior or trick == mark.home) else trick
+    settings = vocab.settings
+    inside = trick if settings[trick].interior else (mark.home if settings[mark.home].interior else trick)
+    outside = mark.yard if (settings[trick].interior or trick == mark.home) else trick
     places = {
         "trick": trick, "inside": inside, "outside": outside,
         "approach": "road" if trick != "road" else "steppe",
@@ -232,7 +235,7 @@ def direct_scenes(beats: list[Beat], moves: list[Move | None], tale: Tale, local
     insert_done = False
     for n, (beat, move) in enumerate(zip(beats, moves, strict=True)):
         if move is None:
-            setting, cast, props = tale.places["trick"], trick_cast(tale), [tale.lure, *tale.premise.props]
+            setting, cast, props = tale.places["trick"], trick_cast(tale, english), [tale.lure, *tale.premise.props]
             dialogue = speech(local, "A", local.text["props"][tale.lure]["lure"])
         else:
             setting, cast, props = tale.places[move.place], move_cast(move, tale), [_prop(p, tale) for p in move.props]
@@ -273,8 +276,12 @@ def move_cast(move: Move, tale: Tale) -> list[CharacterDraft]:
     return cast
 
 
-def trick_cast(tale: Tale) -> list[CharacterDraft]:
-    """Aldar, the dupe and everyone the logline names, as the logline directs them."""
+def trick_cast(tale: Tale, voice: Voice) -> list[CharacterDraft]:
+    """Aldar, the dupe and everyone the logline names, as the logline directs them.
+
+    A group whose reaction says where it stands (servants exchanging glances behind the Bai's
+    back) gets that place, so staging puts them there.
+    """
     role_of = {cid: role for role, ids in tale.roles.items() for cid in ids}
     ids = [PROTAGONIST, tale.roles["M"][0], *tale.premise.characters]
     holder = next((cid for cid in ids if tale.premise.direction(cid).holds), None)
@@ -288,25 +295,38 @@ def trick_cast(tale: Tale) -> list[CharacterDraft]:
         pose, emotion = said.pose or pose, said.emotion or emotion
         holds = (said.holds or tale.lure) if pose == "hold" else None
         cast.append(CharacterDraft(id=cid, pose=pose, emotion=emotion, holds=holds))
-    return cast
+    places = lexicon().reaction_places
+    placed = {cid: places[key] for key, ids, group in reactions(tale, cast, voice) if group and key in places
+              for cid in ids}
+    return [cd.model_copy(update={"place": placed[cd.id]}) if cd.id in placed else cd for cd in cast]
 
 
 def trick_caption(tale: Tale, cast: list[CharacterDraft], voice: Voice) -> str:
     """The lure sentence, then how the others react (a group present in full reacts as one)."""
     parts = [voice.fill(voice.text["trick"])]
+    for key, ids, group in reactions(tale, cast, voice):
+        line = voice.text["reactions"][key]["pl" if group else "sg"]
+        parts.append(voice.fill(line, X=voice.slots[group or ids[0]]) + ".")
+    return " ".join(sentence_case(p) for p in parts)
+
+
+def reactions(tale: Tale, cast: list[CharacterDraft], voice: Voice) -> list[tuple[str, list[str], str | None]]:
+    """Who reacts to the key moment, in caption order: (reaction, their ids, their group role or None)."""
     present = {cd.id for cd in cast}
     groups = {cid: role for role, ids in tale.roles.items() if len(ids) > 1 and set(ids) <= present for cid in ids}
+    known = voice.text["reactions"]
     seen: set[str] = set()
+    out: list[tuple[str, list[str], str | None]] = []
     for cd in cast:
-        if cd.id == PROTAGONIST or cd.id in seen or len(parts) > MAX_REACTIONS:
+        if cd.id == PROTAGONIST or cd.id in seen or len(out) >= MAX_REACTIONS:
             continue
         group = groups.get(cd.id)
-        seen.update(tale.roles[group] if group else [cd.id])
-        reaction = voice.text["reactions"].get(cd.emotion) or voice.text["reactions"].get(cd.pose)
-        if reaction:
-            line = reaction["pl" if group else "sg"]
-            parts.append(voice.fill(line, X=voice.slots[group or cd.id]) + ".")
-    return " ".join(sentence_case(p) for p in parts)
+        ids = tale.roles[group] if group else [cd.id]
+        seen.update(ids)
+        key = cd.emotion if cd.emotion in known else cd.pose if cd.pose in known else None
+        if key:
+            out.append((key, list(ids), group))
+    return out
 
 
 def place(setting: str, voice: Voice) -> SimpleNamespace:

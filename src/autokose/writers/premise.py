@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from autokose.bible import Bible
 from autokose.language import detect_language, words
 from autokose.story import Language, TimeOfDay
-from autokose.writers.lexicon import Matcher, Mention, lexicon, vocabulary
+from autokose.vocabulary import Matcher, Mention, matchers
+from autokose.writers.lexicon import lexicon
 
 _SENTENCE = re.compile(r"[.!?;…]+|\s[—–]\s")
 _POSSESSIVE = re.compile(r"(ның|нің|дың|дің|тың|тің|'s|s')$")
@@ -53,7 +54,7 @@ def character_matcher(bible: Bible) -> Matcher:
 def read_premise(logline: str, bible: Bible) -> Premise:
     premise = Premise(language=detect_language(logline))
     who = character_matcher(bible)
-    vocab = vocabulary()
+    vocab = matchers()
 
     for sentence in _SENTENCE.split(logline):
         tokens = words(sentence)

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autokose.cast import LoraRef
+from autokose.models import LoraRef
 from autokose.errors import InputError, first_line
 from autokose.models import (
     check_folder_weights,

@@ -1,7 +1,9 @@
-"""Diffusion renderer settings: the `RenderSettings.diffusion` dict, validated, with defaults.
+"""Diffusion settings: `RenderSettings.diffusion`, typed, with its defaults and JSON Schema.
 
-Only the options a user gave are stored in the manifest; defaults live here, so a rerun with
-the same autokose version gets the same pixels.
+This module imports no torch (previz runs load it through `RenderSettings`). Only the options a
+user gave are stored in the manifest (`RenderSettings` dumps this model with `exclude_unset`);
+defaults live here, so a rerun with the same autokose version gets the same pixels, and a
+default changed in code reaches old boards that never chose it.
 
 Frame size. `RenderSettings.width/height` are honoured exactly; each must be a multiple of 8
 (the VAE's factor), else the run fails before anything is written, rather than drawing a
@@ -15,38 +17,46 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autokose.errors import InputError
-from autokose.story import format_validation_error
+from autokose.errors import InputError, format_validation_error
 
 SCHEDULERS = ("dpmpp_2m_karras", "euler_a", "ddim", "lcm")
 NATIVE_SIZE = {"sd15": (768, 432), "sdxl": (1344, 768)}
+# RenderSettings' default width x height (the previz size); left as it is, diffusion draws at NATIVE_SIZE.
+DEFAULT_SIZE = (960, 540)
+MIN_DIFFUSION_SIDE = 64
+NEEDS_MODEL = "the diffusion renderer needs --model (a HF repo id, a diffusers folder or a .safetensors file)"
 
 
 class DiffusionSettings(BaseModel):
+    """The `--model ...` options of a diffusion run (field names are the manifest's keys)."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model: str = Field(description="HF repo id, diffusers folder or single .safetensors file.")
-    model_config_dir: str | None = Field(None, description="Diffusers config folder for a single-file model.")
+    model: str = Field(min_length=1, description="HF repo id, diffusers folder or single .safetensors file.")
+    # `model_config` is the CLI's name (and old manifests'); pydantic reserves it for the class config.
+    model_config_dir: str | None = Field(None, validation_alias=AliasChoices("model_config_dir", "model_config"),
+                                         description="Diffusers config folder for a single-file model.")
     sdxl: bool | None = Field(None, description="Force the architecture (default: detected).")
-    vae: str | None = None
+    vae: str | None = Field(None, description="VAE to use instead of the model's own.")
     loras: list[str] = Field(default_factory=list, description="LoRA files as path[:weight].")
-    ip_adapter: str | None = None
-    ip_adapter_scale: float = Field(0.6, ge=0.0, le=2.0)
-    controlnet: str | None = None
-    controlnet_scale: float = Field(0.8, ge=0.0, le=2.0)
+    ip_adapter: str | None = Field(None, description="IP-Adapter (h94 weight name, file or folder) for references.")
+    ip_adapter_scale: float = Field(0.6, ge=0.0, le=2.0, description="IP-Adapter strength.")
+    controlnet: str | None = Field(None, description="OpenPose ControlNet driven by the staged poses.")
+    controlnet_scale: float = Field(0.8, ge=0.0, le=2.0, description="OpenPose ControlNet conditioning scale.")
     lineart: str | None = Field(None, description="Lineart ControlNet driven by the previz frame's ink lines.")
-    lineart_scale: float = Field(0.6, ge=0.0, le=2.0)
+    lineart_scale: float = Field(0.6, ge=0.0, le=2.0, description="Lineart ControlNet conditioning scale.")
     consistency: float = Field(0.0, ge=0.0, le=1.0, description="Consistent self-attention rate (0 = off).")
-    scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim", "lcm"] = "dpmpp_2m_karras"
-    steps: int = Field(25, ge=1, le=200)
-    cfg: float = Field(7.0, ge=0.0, le=30.0)
+    scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim", "lcm"] = Field("dpmpp_2m_karras",
+                                                                            description="Sampler.")
+    steps: int = Field(25, ge=1, le=200, description="Denoising steps.")
+    cfg: float = Field(7.0, ge=0.0, le=30.0, description="Classifier-free guidance scale.")
     negative: str = Field("", description="Terms added to every frame's negative prompt.")
-    device: str | None = None
-    dtype: str | None = None
-    low_vram: bool = False
-    batch_size: int | None = Field(None, ge=1, le=64, description="Frames per denoising batch (default: the whole board).")
+    device: str | None = Field(None, description="Torch device (default: cuda, mps, else cpu).")
+    dtype: str | None = Field(None, description="Weight dtype (default: float16 on GPU, float32 on CPU).")
+    low_vram: bool = Field(False, description="Offload parts to the CPU and decode in tiles.")
+    batch_size: int | None = Field(None, ge=1, le=64, description="Frames per denoising batch (default: 8).")
     cache_dir: str | None = Field(None, description="Reference-embedding cache (default ~/.cache/autokose).")
 
     @field_validator("loras", mode="before")
@@ -55,30 +65,36 @@ class DiffusionSettings(BaseModel):
         return [v] if isinstance(v, str) else v
 
     @classmethod
-    def from_render(cls, diffusion: dict) -> DiffusionSettings:
-        data = dict(diffusion or {})
-        if "model_config" in data:  # the CLI's name for it
-            data["model_config_dir"] = data.pop("model_config")
-        if not data.get("model"):
-            raise InputError("the diffusion renderer needs --model (a HF repo id, a diffusers folder or a .safetensors file)")
+    def from_render(cls, diffusion: DiffusionSettings | dict | None) -> DiffusionSettings:
+        """The settings of a diffusion render; InputError (one line) when absent or invalid."""
+        if isinstance(diffusion, DiffusionSettings):
+            return diffusion
+        if not diffusion or not diffusion.get("model"):
+            raise InputError(NEEDS_MODEL)
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(diffusion)
         except ValidationError as e:
             raise InputError(f"diffusion settings: {format_validation_error(e)}") from None
 
+    def given(self) -> dict:
+        """The options set explicitly (what the manifest stores), under their field names."""
+        return self.model_dump(exclude_unset=True)
 
-def frame_size(width: int, height: int, arch: str) -> tuple[int, int]:
-    """The generation size for a board of `width` x `height` (see the module docstring)."""
-    from autokose.render import RenderSettings
 
-    defaults = (RenderSettings.model_fields["width"].default, RenderSettings.model_fields["height"].default)
-    if (width, height) == defaults:
-        return NATIVE_SIZE[arch]
+def check_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) if a diffusion model can draw exactly that size, else InputError."""
     for option, value in (("width", width), ("height", height)):
         if value % 8:
             lower = value - value % 8
             raise InputError(f"--{option} {value} must be a multiple of 8 for diffusion "
                              f"(e.g. {lower} or {lower + 8}; the frame is drawn at exactly this size)")
-    if width < 64 or height < 64:
+    if width < MIN_DIFFUSION_SIDE or height < MIN_DIFFUSION_SIDE:
         raise InputError(f"frame size {width}x{height} is too small for a diffusion model (at least 64x64)")
     return width, height
+
+
+def frame_size(width: int, height: int, arch: str) -> tuple[int, int]:
+    """The generation size for a board of `width` x `height` (see the module docstring)."""
+    if (width, height) == DEFAULT_SIZE:
+        return NATIVE_SIZE[arch]
+    return check_size(width, height)

@@ -1,12 +1,8 @@
-"""Prompts for a frame: the scene's own prompt, with this run's trigger tokens, encoded in full.
+"""Prompt embeddings: text → what the SD 1.5 / SDXL UNet attends to, for rendering and training.
 
-The writer stores each scene's SD prompt in story.json (`scenes[].prompt`: style, framing,
-place and light, then every character as trigger token + bible appearance + pose and
-expression). The renderer uses that prompt exactly as written, so a user's edit to it is what
-gets drawn; a scene whose prompt is empty (hand-written story.json, or cleared to rebuild it
-after editing the scene's fields) gets one from the writer's own `scene_prompt`, so there is
-one prompt vocabulary. Trigger tokens from the cast stage (a character card from training)
-go only into prompts built this way.
+One path for both: the renderer (`encode_prompts`, a pipeline in hand) and LoRA training
+(`token_windows` once per caption, then `encode_windows` every step when the text encoders
+train) cut and encode text the same way, so a LoRA learns on the conditioning it is used with.
 
 CLIP reads 77 tokens; a scene with two or three characters runs past that. Instead of
 truncating, `encode_prompts` cuts the token ids into 75-token windows, wraps each in
@@ -22,42 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autokose.story import Scene, Story
 
-
-def _cast(story: Story, triggers: dict[str, str]) -> dict:
-    return {c.id: c.model_copy(update={"trigger": triggers.get(c.id) or c.trigger}) for c in story.characters}
-
-
-def build_prompt(story: Story, scene: Scene, triggers: dict[str, str] | None = None) -> str:
-    """The positive prompt of one frame.
-
-    A scene's own prompt is used exactly as written: no trigger token is added or swapped in,
-    so what the user wrote is what is drawn (the renderer warns when a LoRA's trigger is
-    missing). An empty prompt is built from the bible, with `triggers` (character id → token,
-    e.g. a card's) overriding the bible's tokens.
-    """
-    from autokose.writers.common import scene_prompt
-
-    if scene.prompt.strip():
-        return scene.prompt
-    triggers = {cid: t for cid, t in (triggers or {}).items() if t}
-    return scene_prompt(scene, _cast(story, triggers), story.style)
-
-
-def build_negative(story: Story, scene: Scene, extra: str = "") -> str:
-    """The scene's negative prompt (the writer's when empty) plus `extra`, without repeated terms."""
-    from autokose.writers.common import negative_prompt
-
-    base = scene.negative_prompt.strip() or negative_prompt(scene, _cast(story, {}))
-    terms: list[str] = []
-    for term in (t.strip() for t in f"{base},{extra}".split(",")):
-        if term and term.lower() not in (t.lower() for t in terms):
-            terms.append(term)
-    return ", ".join(terms)
-
-
-# --------------------------------------------------------------------------- encoding
 @dataclass
 class Embeddings:
     """What the pipelines take instead of prompt strings (pooled ones only for SDXL)."""
@@ -82,6 +43,36 @@ def _windows(tokenizer, text: str, n_windows: int | None = None) -> list[list[in
 
 def count_windows(tokenizer, text: str) -> int:
     return len(_windows(tokenizer, text))
+
+
+def token_windows(tokenizers: list, text: str, windows: int = 1) -> list[list[list[int]]]:
+    """`text` as token-id windows for each tokenizer: [tokenizer][window][77].
+
+    Every tokenizer gets the same number of windows (at least `windows`, as many as the longest
+    needs), since SDXL joins the two encoders' hidden states along the feature axis.
+    """
+    n = max([windows] + [count_windows(tok, text) for tok in tokenizers])
+    return [_windows(tok, text, n) for tok in tokenizers]
+
+
+def encode_windows(text_encoders: list, ids: list[list[list[list[int]]]], device=None):
+    """Token-id windows → (hidden states [prompt, 77 * windows, dim], pooled [prompt, dim] or None).
+
+    `ids` is [encoder][prompt][window][77] (see `token_windows`). One encoder is SD 1.5: its
+    last hidden state, no pooled embedding. Two are SDXL: both encoders' penultimate hidden
+    states side by side, and the second encoder's projected pooled output of the first window,
+    as the SDXL pipelines condition. No `torch.no_grad` here: training the text encoders needs
+    the gradients, so the caller decides (`encode_prompts` and frozen-encoder training disable them).
+    """
+    import torch
+
+    sdxl = len(text_encoders) == 2
+    hidden, pooled = [], None
+    for enc, per_encoder in zip(text_encoders, ids):
+        h, p = _encode(enc, per_encoder, sdxl, device)
+        hidden.append(h)
+        pooled = p if p is not None else pooled
+    return torch.cat(hidden, dim=-1), pooled
 
 
 def _encode(text_encoder, windows: list[list[list[int]]], penultimate: bool, device):
@@ -123,13 +114,10 @@ def encode_prompts(pipe, prompts: list[str], negatives: list[str], windows: int 
     sdxl = len(encoders) == 2
     texts = list(prompts) + list(negatives)
     n = max(windows, windows_needed(pipe, texts))
-    hidden, pooled = [], None
+    ids = [[_windows(tok, t, n) for t in texts] for tok, _ in encoders]
     with torch.no_grad():
-        for tok, enc in encoders:
-            h, p = _encode(enc, [_windows(tok, t, n) for t in texts], sdxl, pipe._execution_device)
-            hidden.append(h)
-            pooled = p if p is not None else pooled
-    embeds = torch.cat(hidden, dim=-1).to(pipe.unet.dtype)
+        embeds, pooled = encode_windows([enc for _, enc in encoders], ids, pipe._execution_device)
+    embeds = embeds.to(pipe.unet.dtype)
     k = len(prompts)
     if not sdxl:
         return Embeddings(embeds[:k], embeds[k:])

@@ -1,4 +1,8 @@
-"""`autokose character ...`: train a character's LoRA from reference images, inspect its card."""
+"""`autokose character ...`: train a character's LoRA from reference images, inspect its card.
+
+A thin shell like cli.py: `cast.train.training_config` builds the run (bible entry, absolute
+paths), `cast.train.train_character` trains; this file parses options and draws progress.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from autokose.app.terminal import console, literal, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and inspect character identity assets.")
 
@@ -56,33 +62,22 @@ def train(
     force: Annotated[bool, typer.Option(help="Start over in a non-empty OUT (removes only training outputs).")] = False,
 ) -> None:
     """Train CHARACTER's identity LoRA (DreamBooth) from reference images; writes LoRA files and card.json."""
-    from autokose.bible import load_bible
     from rich.text import Text
 
-    from autokose.cli import console, fail, literal, user_errors
-    from autokose.story import Character
+    from autokose.bible import load_bible
 
     with user_errors():
         bible = load_bible(characters)
-        if character in bible:
-            entry = bible[character]
-        elif trigger:
-            entry = Character(id=character, name=character, trigger=trigger)
-        else:
-            fail(f"unknown character '{character}' (known: {', '.join(bible.characters)}); "
-                 "give --trigger to train a new one")
-        from autokose.cast.train import config_for, train_character
+        from autokose.cast.train import train_character, training_config
 
-        out = out or Path("characters") / character
-        cfg = config_for(
-            entry, trigger=trigger, caption=caption, images=str(_absolute(images)), model=_model_spec(model),
-            out=str(out), vae=_model_spec(vae) if vae else None, base_config=str(_absolute(Path(config))) if config else None,
-            sdxl=sdxl, resolution=resolution, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+        cfg = training_config(
+            bible, character, trigger=trigger, caption=caption, images=images, model=model, out=out, vae=vae,
+            base_config=config, sdxl=sdxl, resolution=resolution, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
             learning_rate=learning_rate, text_encoder_lr=text_encoder_lr, lr_scheduler=lr_scheduler,
             lr_warmup_steps=lr_warmup_steps, rank=rank, alpha=alpha, train_text_encoder=train_text_encoder,
             mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing, adam_8bit=adam_8bit,
             snr_gamma=snr_gamma, noise_offset=noise_offset, flip=flip,
-            class_images=str(_absolute(class_images)) if class_images else None, class_prompt=class_prompt,
+            class_images=class_images, class_prompt=class_prompt,
             num_class_images=num_class_images, prior_loss_weight=prior_loss_weight,
             checkpoint_every=checkpoint_every, checkpoints_total_limit=keep_checkpoints, render_validation=validate,
             validation_every=validation_every, validation_prompts=validation_prompt or [],
@@ -106,13 +101,11 @@ def show(
     from rich.console import Console
     from rich.table import Table
 
-    from autokose.cast import load_card
-    from autokose.cast.card import CARD_NAME, card_summary, dump
-    from autokose.cli import literal, user_errors
+    from autokose.cast import card_file, load_card
+    from autokose.cast.card import card_summary, dump
 
-    path = card / CARD_NAME if card.is_dir() else card
     with user_errors():
-        data = load_card(path)
+        data = load_card(card_file(card))
     if json_:
         typer.echo(dump(data))
         return
@@ -120,16 +113,6 @@ def show(
     for label, value in card_summary(data):
         table.add_row(literal(label), literal(value))
     Console(highlight=False).print(table)
-
-
-def _absolute(path: Path) -> Path:
-    return path.expanduser().resolve()
-
-
-def _model_spec(spec: str) -> str:
-    """Local paths become absolute (so --resume from elsewhere agrees); repo ids stay as they are."""
-    path = Path(spec).expanduser()
-    return str(path.resolve()) if path.exists() else spec
 
 
 class _training_progress:

@@ -33,14 +33,28 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
 
+from autokose.board import frame_key
+from autokose.errors import check_cancel
 from autokose.fsio import save_image, sha256_file, sha256_text, write_json, write_text
 from autokose.render import Frame
 from autokose.staging import Layout
 from autokose.story import Scene, Story
+
+class QualitySettings(BaseModel):
+    """The automatic quality loop: draw candidates, score them, keep the best."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    best_of: int = Field(1, ge=1, le=16)
+    min_identity: float | None = None
+    reroll_budget: int = Field(4, ge=0, le=64)
+    picks: dict[int, int] = Field(default_factory=dict, description="scene index → candidate to keep")
+    clip_model: str | None = None
+
 
 # Higher is better; None when the frame cannot be scored. A scorer may also have
 # `anchor(frames: list[tuple[Frame, Scene, Layout]])`: the loop calls it once with the first
@@ -53,10 +67,6 @@ def candidate_seed(seed: int, k: int) -> int:
     if k == 0:
         return seed
     return int.from_bytes(hashlib.sha256(f"autokose-candidate:{seed}:{k}".encode()).digest()[:4], "big")
-
-
-def candidate_path(root: Path, index: int, k: int, ext: str = "png") -> Path:
-    return Path(root) / "candidates" / f"{index:02d}_{k}.{ext}"
 
 
 @dataclass
@@ -74,24 +84,25 @@ class Candidate:
         return {"k": self.k, "seed": self.seed, "score": self.score, "file": self.file}
 
 
-def render_key(story: Story, scene: Scene, cfg) -> str:
+def render_key(story: Story, scene: Scene, render_settings) -> str:
     """What decides a candidate's pixels besides its seed: the scene, its cast, style, settings."""
     return sha256_text(json.dumps({
         "scene": scene.model_dump(mode="json"), "style": story.style,
         "characters": [story.character(c).model_dump(mode="json") for c in scene.characters],
-        "render": cfg.render.model_dump(mode="json"),
+        "render": render_settings.model_dump(mode="json"),
     }, sort_keys=True, ensure_ascii=False))
 
 
 class QualityLoop:
     """Draws candidates round by round and keeps, per scene, every candidate and the best one."""
 
-    def __init__(self, renderer, story: Story, layouts: list[Layout], board, cfg, scorer: Scorer | None, progress):
+    def __init__(self, renderer, story: Story, layouts: list[Layout], board, render_settings, scorer: Scorer | None,
+                 progress, cancel=None):
         self.renderer, self.story, self.layouts, self.board = renderer, story, layouts, board
         self.scenes = {s.index: s for s in story.scenes}
         self.by_index = {layout.index: layout for layout in layouts}
-        self.keys = {s.index: render_key(story, s, cfg) for s in story.scenes}
-        self.scorer, self.progress = scorer, progress
+        self.keys = {s.index: render_key(story, s, render_settings) for s in story.scenes}
+        self.scorer, self.progress, self.cancel = scorer, progress, cancel or (lambda: False)
         self.pool: dict[int, dict[int, Candidate]] = {}
         self.best: dict[int, tuple[Candidate, Frame]] = {}
         self.done, self.total = 0, 0
@@ -128,12 +139,13 @@ class QualityLoop:
     def _tick(self) -> None:
         self.done += 1
         self.progress("render", self.done, max(self.total, self.done))
+        check_cancel(self.cancel)
 
     def _save(self, frame: Frame, k: int, seconds: float) -> Candidate:
         root = self.board.root
-        path = save_image(candidate_path(root, frame.index, k), frame.image)
+        path = save_image(self.board.candidate_path(frame.index, k), frame.image)
         if frame.svg is not None:
-            write_text(candidate_path(root, frame.index, k, "svg"), frame.svg)
+            write_text(self.board.candidate_path(frame.index, k, "svg"), frame.svg)
         return Candidate(k=k, seed=frame.seed, file=path.relative_to(root).as_posix(), sha256=sha256_file(path),
                          key=self.keys[frame.index], seconds=round(seconds, 4), meta=dict(frame.meta))
 
@@ -141,7 +153,7 @@ class QualityLoop:
         """The record of a candidate on disk, when it matches this scene, its settings and seed."""
         root = self.board.root
         try:
-            cand = Candidate(**json.loads(candidate_path(root, index, k, "json").read_text(encoding="utf-8")))
+            cand = Candidate(**json.loads(self.board.candidate_path(index, k, "json").read_text(encoding="utf-8")))
             if (cand.k, cand.key, cand.seed) != (k, self.keys[index], candidate_seed(self.scenes[index].seed, k)) \
                     or sha256_file(root / cand.file) != cand.sha256:
                 return None
@@ -152,7 +164,7 @@ class QualityLoop:
     def history(self, index: int) -> list[Candidate]:
         """Every valid candidate of a scene, from this run and earlier ones, by k."""
         found = dict(self.pool.get(index, {}))  # this run's are known: no need to re-read and re-hash them
-        for path in (self.board.root / "candidates").glob(f"{index:02d}_*.json"):
+        for path in self.board.candidate_path(index, 0).parent.glob(f"{frame_key(index)}_*.json"):
             k = path.stem.split("_", 1)[1]
             if k.isdigit() and int(k) not in found and (cand := self.recorded(index, int(k))) is not None:
                 found[cand.k] = cand
@@ -168,7 +180,7 @@ class QualityLoop:
                 image = im.convert("RGB")
         except OSError:
             return None
-        svg = candidate_path(root, index, k, "svg")
+        svg = self.board.candidate_path(index, k, "svg")
         frame = Frame(index=index, image=image, seed=cand.seed, meta=dict(cand.meta),
                       svg=svg.read_text(encoding="utf-8") if svg.is_file() else None)
         return cand, frame
@@ -178,7 +190,7 @@ class QualityLoop:
         if score and self.scorer is not None:
             value = self.scorer(frame, self.scenes[index], self.by_index.get(index))
             cand.score = None if value is None else round(float(value), 6)
-        write_json(candidate_path(self.board.root, index, cand.k, "json"), asdict(cand))
+        write_json(self.board.candidate_path(index, cand.k, "json"), asdict(cand))
         self.pool.setdefault(index, {})[cand.k] = cand
         if index not in self.best or _rank(cand) > _rank(self.best[index][0]):
             self.best[index] = (cand, frame)
@@ -192,17 +204,32 @@ def _rank(cand: Candidate) -> tuple:
     return (cand.score is not None, cand.score if cand.score is not None else 0.0, -cand.k)
 
 
-def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[int], board, cfg, progress,
-                  *, scorer: Scorer | None = None, record=None) -> dict:
-    """Render `indices` and write frames/NN.png; returns the manifest's `frames` entries.
+def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[int], board, quality: QualitySettings,
+                  render_settings, progress, *, scorer: Scorer | None = None, record=None, cancel=None) -> dict:
+    """Render `indices`, writing each frame as soon as it is chosen (so a killed run can resume).
 
-    `record(key, entry)` hears of each frame's entry just before the frame is written.
-    Candidates go through the quality loop; `scorer` defaults to `IdentityScorer` (face
-    identity against references, CLIP fallback).
+    Returns the manifest's `frames` entries; `record(key, entry)` hears of each entry just
+    before its frame is written. Without best-of-K, re-rolls or picks, each frame is written
+    as the renderer yields it; with them, candidates go through the quality loop, and
+    `scorer` defaults to `IdentityScorer` (face identity against references, CLIP fallback).
+    `cancel()` returning True stops the run between frames (`Cancelled`).
     """
-    from autokose.pipeline import write_frame
+    cancel = cancel or (lambda: False)
+    if quality.best_of == 1 and quality.min_identity is None and not any(i in indices for i in quality.picks):
+        meta = {}
+        t0 = time.perf_counter()
+        for n, frame in enumerate(renderer.render(story, layouts, indices), 1):
+            meta[frame_key(frame.index)] = board.write_frame(frame, time.perf_counter() - t0, record)
+            progress("render", n, len(indices))
+            check_cancel(cancel)
+            t0 = time.perf_counter()
+        return meta
+    return _best_of(renderer, story, layouts, indices, board, quality, render_settings, progress,
+                    scorer=scorer, record=record, cancel=cancel)
 
-    quality = cfg.quality
+
+def _best_of(renderer, story, layouts, indices, board, quality, render_settings, progress, *, scorer, record,
+             cancel) -> dict:
     picks = {i: k for i, k in quality.picks.items() if i in indices}
     auto = [i for i in indices if i not in picks]
     scoring = bool(auto) and (quality.best_of > 1 or quality.min_identity is not None)
@@ -211,7 +238,7 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
 
         scorer = IdentityScorer(story, board.root, clip_model=quality.clip_model)
     warned = scoring and _warn_nothing_to_score_by(renderer, scorer, quality)
-    loop = QualityLoop(renderer, story, layouts, board, cfg, scorer, progress)
+    loop = QualityLoop(renderer, story, layouts, board, render_settings, scorer, progress, cancel)
     loop.total = len(picks) + quality.best_of * len(auto)
     loop.draw(picks, score=False)
     active = auto
@@ -237,7 +264,7 @@ def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[i
     meta = {}
     for index in indices:
         cand, frame = loop.best[index]
-        meta[f"{index:02d}"] = write_frame(board, frame, cand.seconds, record, extra=dict(
+        meta[frame_key(index)] = board.write_frame(frame, cand.seconds, record, extra=dict(
             candidates=[c.manifest() for c in loop.history(index)], kept=cand.k, score=cand.score,
             chosen=_why(index, cand, picks, scoring, quality.min_identity, rerolls.get(index, 0)),
         ))

@@ -1,111 +1,30 @@
-"""`autokose` command line: thin wrappers that build a RunConfig and call the pipeline."""
+"""`autokose` command line: parse options, build the run with `config.resolve`, call the pipeline, print.
+
+Everything a web server or a ComfyUI node would need too (checking a logline, merging a board's
+saved settings with new ones, staging, cancelling) lives below `autokose.app`; what stays here
+is the command-line syntax (`--only 3,5`, `--pick 4=2`) and the terminal (progress bars, lines).
+"""
 
 from __future__ import annotations
 
-import errno
 import json
-import logging
 import sys
-import unicodedata
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
 from autokose import __version__
-from autokose.errors import InputError
+from autokose.app.character import app as character_app
+from autokose.app.terminal import OneLineErrors, console, literal, show_warnings, user_errors
 from autokose.render import MAX_SIDE, MIN_SIDE
-from autokose.story import MAX_LOGLINE_CHARS, MAX_SCENES, SURROGATE, format_validation_error
-
-console = Console(stderr=True)
-
-# OSErrors caused by the user's machine, not by a bug: a read-only or full disk, no permission,
-# a file where a folder should be. They get one line naming the path; any other OSError is a bug
-# and keeps its traceback.
-ENVIRONMENT_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
-                                errno.ENOTDIR, errno.EISDIR})
-
-
-def literal(value: object) -> Text:
-    """`value` as plain text for rich: `[bold]` or `[/x]` in a path or message is shown, not obeyed.
-
-    Undecodable bytes (lone surrogates from argv or a file name) are shown escaped, not crashed on.
-    """
-    return Text(str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
-
-
-def fail(message: str) -> NoReturn:
-    console.print(Text("error:", style="bold red"), literal(message), highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def user_errors():
-    """Turn expected failures into one line and exit code 2."""
-    try:
-        yield
-    except InputError as e:
-        fail(str(e))
-    except ValidationError as e:
-        fail(format_validation_error(e))
-    except OSError as e:
-        if e.errno not in ENVIRONMENT_ERRNOS:
-            raise
-        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
-    except KeyboardInterrupt:
-        fail("interrupted; run again with --resume to continue")
-
-
-# click's base of usage errors; typer vendors click in newer releases, so reach it through typer.
-CLICK_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
-
-
-@contextmanager
-def _one_line_usage_errors():
-    """Typer's usage errors (`--scenes abc`, an unknown option) as one `error:` line, exit 2."""
-    try:
-        yield
-    except CLICK_ERROR as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
-            raise
-        fail(" ".join(e.format_message().split()))
-
-
-class OneLineErrors(TyperGroup):
-    """The root command: catches usage errors of every subcommand before typer draws its box.
-
-    Hooked here rather than in `main()` so the console script and tests invoking `app` agree.
-    """
-
-    def make_context(self, *args, **kwargs):
-        with _one_line_usage_errors():
-            return super().make_context(*args, **kwargs)
-
-    def invoke(self, ctx):
-        with _one_line_usage_errors():
-            return super().invoke(ctx)
-
-
-class WarningLines(logging.Handler):
-    """Library warnings ("... changes nothing") as `warning: ...` on stderr, printed literally."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        console.print(Text(f"{record.levelname.lower()}:", style="yellow"), literal(self.format(record)),
-                      highlight=False, soft_wrap=True)
-
-
-def show_warnings() -> None:
-    """Send the `autokose` logger's warnings to the terminal (once, however often a command runs)."""
-    logger = logging.getLogger("autokose")
-    if not any(isinstance(h, WarningLines) for h in logger.handlers):
-        logger.addHandler(WarningLines(logging.WARNING))
+from autokose.story import MAX_SCENES
 
 
 def _print_version(value: bool) -> None:
@@ -140,50 +59,48 @@ def stage_progress():
         yield update
 
 
-def check_logline(logline: str) -> None:
-    """One line for a logline no writer can use: empty, too long, undecodable bytes, binary data."""
-    if SURROGATE.search(logline):  # bytes argv could not decode (surrogateescape)
-        fail("logline is not valid UTF-8")
-    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in logline):
-        fail("logline contains control characters (NUL or other binary data)")
-    if not logline.strip():
-        fail("logline is empty")
-    if len(logline) > MAX_LOGLINE_CHARS:
-        fail(f"logline is {len(logline)} characters; the limit is {MAX_LOGLINE_CHARS}")
-
-
-def parse_stages(stages: str | None, default) -> list[str]:
-    """--stages as a list; an empty one is an error, not "all stages" (unknown names: the pipeline)."""
-    from autokose.pipeline import STAGES
+def parse_stages(stages: str | None) -> list[str] | None:
+    """--stages as a list; an empty one is an error, not "all stages" (unknown names: RunConfig)."""
+    from autokose.config import STAGES
 
     if stages is None:
-        return list(default)
+        return None
     names = [name.strip() for name in stages.split(",") if name.strip()]
     if not names:
-        fail(f"--stages: no stage given (stages: {', '.join(STAGES)})")
+        raise typer.BadParameter(f"no stage given (stages: {', '.join(STAGES)})")
     return names
 
 
 def parse_only(only: str | None) -> list[int] | None:
+    """--only 3,5 as [3, 5] (scenes the story lacks: the pipeline)."""
     if only is None:
         return None
     try:
         values = [int(part) for part in only.replace(" ", "").split(",") if part]
     except ValueError:
-        fail(f"--only: expected scene numbers like 3,5 (got '{only}')")
+        raise typer.BadParameter(f"expected scene numbers like 3,5 (got '{only}')") from None
     if not values:
-        fail("--only: no scene numbers given")
+        raise typer.BadParameter("no scene numbers given")
     return values
 
 
-def parse_picks(picks: list[str]) -> dict[int, int]:
+def parse_picks(picks: list[str] | None) -> dict[int, int]:
+    """--pick 4=2 (repeatable) as {4: 2}. Called in the command, not as a callback: typer would
+    turn the dict back into a list."""
     out = {}
-    for spec in picks:
+    for spec in picks or []:
         scene, sep, cand = spec.partition("=")
         if not sep or not scene.strip().isdigit() or not cand.strip().isdigit():
-            fail(f"--pick: expected SCENE=CANDIDATE like 4=2 (got '{spec}')")
+            raise typer.BadParameter(f"expected SCENE=CANDIDATE like 4=2 (got '{spec}')", param_hint="'--pick'")
         out[int(scene)] = int(cand)
     return out
+
+
+def scene_count(value: int) -> int:
+    """--scenes: refused while parsing, with the range (RunConfig holds the same bound)."""
+    if not 1 <= value <= MAX_SCENES:
+        raise typer.BadParameter(f"must be between 1 and {MAX_SCENES} (got {value})")
+    return value
 
 
 def frame_side(value: int | None) -> int | None:
@@ -225,7 +142,7 @@ BestOf = Annotated[int, typer.Option(help="Draw K candidates per frame and keep 
 MinIdentity = Annotated[Optional[float], typer.Option(help="Re-roll frames whose identity score is below this.", rich_help_panel=QUALITY)]
 ClipModel = Annotated[Optional[str], typer.Option(help="CLIP model for scoring (HF id or folder).", rich_help_panel=QUALITY)]
 Stages = Annotated[Optional[str], typer.Option(help="Comma-separated stages to run, of: write, cast, stage, render, score, export.",
-                                               rich_help_panel=OUTPUT)]
+                                               callback=parse_stages, rich_help_panel=OUTPUT)]
 
 # The options above that decide pixels, shared by `story` and `render`.
 RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
@@ -236,7 +153,8 @@ RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "con
 @app.command()
 def story(
     logline: Annotated[str, typer.Argument(help="One line: who, where, what trick.")],
-    scenes: Annotated[int, typer.Option(help=f"Number of scenes (1–{MAX_SCENES}).", rich_help_panel=STORY)] = 8,
+    scenes: Annotated[int, typer.Option(help=f"Number of scenes (1–{MAX_SCENES}).", callback=scene_count,
+                                        rich_help_panel=STORY)] = 8,
     out: Annotated[Path, typer.Option(help="Board folder to write.", rich_help_panel=OUTPUT)] = Path("boards/board"),
     writer: Annotated[str, typer.Option(help="offline or llm.", rich_help_panel=STORY)] = "offline",
     seed: Annotated[int, typer.Option(help="Seed for the story and every frame.", rich_help_panel=STORY)] = 0,
@@ -261,30 +179,24 @@ def story(
     from autokose.pipeline import STAGES, run
 
     options = {k: v for k, v in locals().items() if k in RENDER_OPTIONS}
-
-    check_logline(logline)
-    stage_list = parse_stages(stages, STAGES)
-    if not 1 <= scenes <= MAX_SCENES:
-        fail(f"--scenes must be between 1 and {MAX_SCENES} (got {scenes})")
-    if resume and force:
-        fail("--resume and --force contradict each other; choose one")
     with user_errors():
         writer_options = {k: v for k, v in dict(base_url=llm_base_url, model=llm_model,
                                                  config=str(llm_config) if llm_config else None).items() if v}
         overrides = dict(options, logline=logline, scenes=scenes, seed=seed, writer=writer,
                          writer_options=writer_options, characters_file=str(characters) if characters else None,
                          best_of=best_of if best_of != 1 else None, min_identity=min_identity,
-                         clip_model=clip_model, stages=stage_list)
-        cfg_ = resolve(saved(Board(out)) if resume else None, overrides)
+                         clip_model=clip_model, stages=stages or list(STAGES))
+        cfg_ = resolve(saved(Board(out)) if resume and not force else None, overrides)  # checks the logline too
         with stage_progress() as progress:
             board = run(cfg_, out, resume=resume, force=force, progress=progress)
-    _report(board, stage_list)
+    _report(board, cfg_.stages)
 
 
 @app.command()
 def render(
     story_json: Annotated[Path, typer.Argument(help="story.json of a board (frames go next to it).")],
-    only: Annotated[Optional[str], typer.Option(help="Scenes to re-render, e.g. 3,5 (others are kept).", rich_help_panel=OUTPUT)] = None,
+    only: Annotated[Optional[str], typer.Option(help="Scenes to re-render, e.g. 3,5 (others are kept).", callback=parse_only,
+                                                rich_help_panel=OUTPUT)] = None,
     pick: Annotated[Optional[list[str]], typer.Option(help="Keep candidate C for scene S: S=C (repeatable).", rich_help_panel=QUALITY)] = None,
     stages: Stages = None,
     model: Model = None, vae: Vae = None, lora: Lora = None, ip_adapter: IpAdapter = None, ip_adapter_scale: IpScale = None,
@@ -302,26 +214,39 @@ def render(
     from autokose.story import Story
 
     options = {k: v for k, v in locals().items() if k in RENDER_OPTIONS}
-    only_list = parse_only(only)
-    picks = parse_picks(pick or [])
-    stage_list = parse_stages(stages, [s for s in STAGES if s != "write"])
+    picks = parse_picks(pick)
     with user_errors():
         story_ = Story.load(story_json)
         board = Board(story_json.parent)
-        overrides = dict(options, picks=picks, best_of=best_of if best_of != 1 else None,
-                         min_identity=min_identity, clip_model=clip_model, stages=stage_list, only=only_list)
+        overrides = dict(options, picks=picks, best_of=best_of if best_of != 1 else None, min_identity=min_identity,
+                         clip_model=clip_model, stages=stages or [s for s in STAGES if s != "write"], only=only)
         cfg_ = resolve(saved(board), overrides)
         with stage_progress() as progress:
             board = run(cfg_, board.root, story=story_, progress=progress)
-    _report(board, stage_list)
+    _report(board, cfg_.stages)
+
+
+class SchemaOf(str, Enum):
+    story = "story"
+    run = "run"
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of story.json."""
-    from autokose.story import story_schema
+def schema(
+    what: Annotated[SchemaOf, typer.Argument(help="story: story.json; run: a run's settings (RunConfig, as in "
+                                                "manifest.json), what a web form or a ComfyUI node is built from.")]
+    = SchemaOf.story,
+) -> None:
+    """Print a JSON Schema: story.json's (the default) or a run's settings."""
+    if what is SchemaOf.run:
+        from autokose.config import RunConfig
 
-    typer.echo(json.dumps(story_schema(), ensure_ascii=False, indent=2))
+        found = RunConfig.model_json_schema()
+    else:
+        from autokose.story import story_schema
+
+        found = story_schema()
+    typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
 
 
 @app.command()
@@ -346,23 +271,10 @@ def score(
     clip_model: ClipModel = None,
 ) -> None:
     """Score identity consistency of a board: writes scores.json and badges in board.html."""
-    from autokose.board import Board
-    from autokose.config import RunConfig, saved
-    from autokose.score import score_board
-    from autokose.staging import stage_story
+    from autokose.pipeline import score as score_board
 
     with user_errors():
-        board = Board(board_dir)
-        if not board.story_path.exists():
-            raise InputError(f"{board_dir}: no story.json here (is it a board folder?)")
-        with board.claim(fresh=False):  # locked, checked and tidied like any run
-            story_ = board.load_story()
-            board.check_frames(story_)
-            size = (saved(board) or RunConfig()).render
-            scores = score_board(board, story_, stage_story(story_, size.width / size.height), clip_model=clip_model)
-            from autokose.export import export_board
-
-            export_board(board, story_, ["html"])
+        scores = score_board(board_dir, clip_model=clip_model)
     typer.echo(json.dumps(scores.get("summary", {}), ensure_ascii=False, indent=2))
 
 
@@ -377,15 +289,7 @@ def _report(board, stages: list[str]) -> None:
     console.print(line, highlight=False, soft_wrap=True)
 
 
-def _register_subcommands() -> None:
-    try:
-        from autokose.cast.cli import app as character_app
-    except ImportError:
-        return
-    app.add_typer(character_app, name="character", help="Train and inspect character identity assets.")
-
-
-_register_subcommands()
+app.add_typer(character_app, name="character", help="Train and inspect character identity assets.")
 
 
 def main() -> None:  # console-script entry point

@@ -1,0 +1,378 @@
+"""The diffusion engine: a loaded Stable Diffusion 1.5 / SDXL pipeline that denoises frame requests.
+
+No Story here: a `FrameRequest` is a prompt, a negative, a seed, a size, control images by kind,
+an optional init image (img2img) and the regions of the frame that reference images condition.
+The storyboard renderer (`renderer.py`) turns a board into requests; video stylisation and
+character sheets build their own. What the engine keeps between calls is what is costly to
+make: the pipeline with its LoRAs, ControlNets and IP-Adapter, the img2img variant sharing its
+weights, and the reference-image embeddings.
+
+One `denoise()` is one pipeline call. Its requests share a size and a prompt window count
+(`windows`), and either all or none have an init image (one strength): the pipeline takes one
+of each per call. Each frame's noise comes from its own CPU `torch.Generator` seeded with the
+request's seed, so a frame's noise does not depend on its batch or device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autokose.errors import InputError, check_cancel
+from autokose.models import LoraRef
+from autokose.prompt_embeds import encode_prompts, windows_needed
+from autokose.render.diffusion import controls
+from autokose.render.diffusion.settings import DiffusionSettings, check_size
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+# Every frame's prompt is encoded in at least this many 75-token windows: the writer's prompts
+# take 1-4 (four characters), so a board's frames share one count and one batch as a rule.
+PROMPT_WINDOWS = 4
+CONTROL_KINDS = ("openpose", "lineart")  # in the order the ControlNets are loaded and called
+
+
+def warn(message: str) -> None:
+    """A user-visible warning: the CLI shows the `autokose` logger's warnings on stderr."""
+    logging.getLogger("autokose").warning(message)
+
+
+@dataclass
+class Region:
+    """A part of the frame one identity owns: `references` condition it (IP-Adapter) inside `mask` only.
+
+    `mask` is float [height, width], 1 inside the region (`autokose.regions.box_mask`).
+    """
+
+    name: str
+    mask: np.ndarray
+    references: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class FrameRequest:
+    """One frame to denoise.
+
+    `controls` maps a control kind ("openpose", "lineart") to its image at the frame's size;
+    a request gives one for every ControlNet the engine loaded. With `init_image` the frame is
+    denoised from it (img2img): `strength` 1 redraws it, near 0 keeps it.
+    """
+
+    prompt: str
+    width: int
+    height: int
+    negative: str = ""
+    seed: int = 0
+    controls: dict[str, Image.Image] = field(default_factory=dict)
+    init_image: Image.Image | None = None
+    strength: float = 0.8
+    regions: list[Region] = field(default_factory=list)
+
+
+def make_scheduler(name: str, config):
+    """Scheduler `name` configured from the model's own scheduler config."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, LCMScheduler
+
+    if name == "dpmpp_2m_karras":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
+                                                       use_karras_sigmas=True)
+    if name == "euler_a":
+        return EulerAncestralDiscreteScheduler.from_config(config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(config)
+    if name == "lcm":
+        return LCMScheduler.from_config(config)
+    raise InputError(f"--scheduler {name}: expected dpmpp_2m_karras, euler_a, ddim or lcm")
+
+
+@dataclass
+class Session:
+    """A loaded pipeline with its controls, kept for every call of one engine."""
+
+    pipe: object
+    arch: str
+    device: str
+    dtype: object
+    loras: list = field(default_factory=list)
+    ip: controls.IpAdapterFiles | None = None
+    refs: controls.ReferenceEmbeddings | None = None
+    img2img: object = None  # the img2img variant of `pipe` (same weights), made on first use
+
+
+class DiffusionEngine:
+    """Loads the model and controls of `settings` once and denoises FrameRequests with them.
+
+    `loras` are (LoraRef, owner) pairs on top of `settings.loras`; the owner (a character id,
+    or None) only labels the LoRA in `controls_meta()`. `progress(stage, done, total)` hears
+    about denoising steps; `cancel()` is asked after every step, and True stops the call with
+    `Cancelled` (a server's stop button need not wait for a whole batch).
+    """
+
+    def __init__(self, settings: DiffusionSettings, loras: Sequence[tuple[LoraRef, str | None]] = (),
+                 progress: Callable[[str, int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None):
+        self.settings = settings
+        self.loras = [(LoraRef.parse(spec), None) for spec in settings.loras] + list(loras)
+        self.progress = progress
+        self.cancel = cancel
+        self._session: Session | None = None
+
+    # ------------------------------------------------------------------ loading
+    def check(self, size: tuple[int, int] | None = None) -> str:
+        """Fail (InputError) before anything is written when anything the engine would load is unusable.
+
+        Cheap: paths, safetensors headers and (offline) the hub cache; no weights are loaded.
+        Covers the installed libraries, the model (and its config folder), `size` when given,
+        VAE, ControlNets, every LoRA and the IP-Adapter with its image encoder. Returns the
+        architecture ("sd15" or "sdxl").
+        """
+        from autokose.models import check_model, check_part, require_diffusion
+
+        require_diffusion()
+        o = self.settings
+        arch = check_model(o.model, o.model_config_dir)
+        if o.sdxl is not None:
+            arch = "sdxl" if o.sdxl else "sd15"
+        if size is not None:
+            check_size(*size)
+        if o.vae:
+            check_part(o.vae, "vae", ("", "vae"))
+        for what, spec in (("controlnet", o.controlnet), ("lineart", o.lineart)):
+            if spec:
+                check_part(spec, what)
+        for ref, owner in self.loras:
+            controls.check_lora(ref, owner)
+        if o.ip_adapter:
+            controls.check_ip_adapter(controls.resolve_ip_adapter(o.ip_adapter, arch))
+        return arch
+
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._load()
+        return self._session
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the pipeline is loaded (`session()` loads it)."""
+        return self._session is not None
+
+    @property
+    def arch(self) -> str:
+        return self.session().arch
+
+    def _load(self) -> Session:
+        from autokose.models import load_pipeline, resolve_device, resolve_dtype
+
+        o = self.settings
+        device = resolve_device(o.device)
+        dtype = resolve_dtype(o.dtype, device)
+        nets = [spec for spec in (o.controlnet, o.lineart) if spec]  # CONTROL_KINDS order
+        pipe = load_pipeline(o.model, sdxl=o.sdxl, vae=o.vae, config=o.model_config_dir,
+                             controlnet=nets[0] if len(nets) == 1 else nets, dtype=dtype,
+                             device=None if o.low_vram else device)
+        arch = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
+        pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
+        session = Session(pipe, arch, device, dtype)
+        session.loras = controls.apply_loras(pipe, self.loras)
+        if o.ip_adapter:
+            session.ip = controls.resolve_ip_adapter(o.ip_adapter, arch)
+            controls.load_ip_adapter(pipe, session.ip)
+            cache = Path(o.cache_dir) if o.cache_dir else controls.default_cache_dir()
+            session.refs = controls.ReferenceEmbeddings(pipe, controls.encoder_id(session.ip), cache)
+        # Decoding a batch image by image keeps the VAE's peak (SDXL decodes in fp32) from
+        # dwarfing the UNet's: 8 SDXL frames peak at 11.6 instead of 38 GiB, at no cost in time
+        # (docs/BENCHMARKS.md).
+        pipe.vae.enable_slicing()
+        if o.low_vram:
+            pipe.enable_model_cpu_offload(device=device)
+            pipe.vae.enable_tiling()
+        return session
+
+    def _img2img(self, s: Session):
+        """The img2img pipeline over the same components (weights, LoRAs, IP-Adapter, scheduler)."""
+        if s.img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            s.img2img = AutoPipelineForImage2Image.from_pipe(s.pipe)
+            s.img2img.set_progress_bar_config(disable=True)
+        return s.img2img
+
+    # ------------------------------------------------------------------ what a call uses
+    @property
+    def guided(self) -> bool:
+        """Whether calls run classifier-free guidance (batch rows doubled: unconditional, then conditional)."""
+        return self.settings.cfg > 1.0 and getattr(self.session().pipe.unet.config, "time_cond_proj_dim", None) is None
+
+    def windows(self, request: FrameRequest) -> int:
+        """The 75-token window count of a request's own prompt and negative (at least PROMPT_WINDOWS)."""
+        return max(PROMPT_WINDOWS, windows_needed(self.session().pipe, [request.prompt, request.negative]))
+
+    def consistent_attention(self, seed: int):
+        """Switch consistent self-attention on (settings.consistency) and return its controller.
+
+        The caller drives it per call (share / write_bank / read_bank, set_step) and disables it.
+        """
+        from autokose.render.diffusion.consistency import enable_consistent_attention
+
+        return enable_consistent_attention(self.session().pipe.unet, self.settings.consistency,
+                                           groups=2 if self.guided else 1, seed=seed)
+
+    def controls_meta(self) -> dict:
+        """The identity and layout controls every frame of this engine gets, for the manifest."""
+        o, s = self.settings, self.session()
+        meta: dict = {"loras": [{"path": lo.path, "weight": lo.weight, "character": lo.character} for lo in s.loras]}
+        if o.vae:
+            meta["vae"] = o.vae
+        if o.controlnet:
+            meta["controlnet"] = {"model": o.controlnet, "scale": o.controlnet_scale, "control": "openpose"}
+        if o.lineart:
+            meta["lineart"] = {"model": o.lineart, "scale": o.lineart_scale, "control": "previz lineart"}
+        if s.ip is not None:
+            meta["ip_adapter"] = {"model": o.ip_adapter, "scale": o.ip_adapter_scale}
+        return meta
+
+    # ------------------------------------------------------------------ denoising
+    def denoise(self, requests: list[FrameRequest], *, windows: int | None = None, consistency=None,
+                span: tuple[int, int] | None = None) -> list[Image.Image]:
+        """The images of `requests`, in their order, from one pipeline call.
+
+        `windows`: the prompt window count of the call (default: the largest the requests need).
+        `consistency`: a controller from `consistent_attention`, stepped with the call.
+        `span`: (steps done before this call, steps in all) for progress reports.
+        """
+        import torch
+
+        if not requests:
+            return []
+        s, o = self.session(), self.settings
+        width, height = self._call_size(requests)
+        pipe, kwargs = self._pipe_and_image_inputs(s, requests)
+        windows = windows or max(self.windows(r) for r in requests)
+        emb = encode_prompts(s.pipe, [r.prompt for r in requests], [r.negative for r in requests], windows)
+        kwargs.update(prompt_embeds=emb.prompt, negative_prompt_embeds=emb.negative, num_inference_steps=o.steps,
+                      guidance_scale=o.cfg, output_type="pil",
+                      generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests])
+        if "image" not in kwargs:  # txt2img: the size of the latents to draw (img2img takes the init's)
+            kwargs.update(width=width, height=height)
+        if emb.pooled is not None:
+            kwargs.update(pooled_prompt_embeds=emb.pooled, negative_pooled_prompt_embeds=emb.negative_pooled)
+        kwargs.update(self._control_inputs(s, requests, width, height, img2img="image" in kwargs))
+        if s.ip is not None:
+            embeds, masks = self._ip_inputs(s, requests, width, height)
+            kwargs.update(ip_adapter_image_embeds=embeds, cross_attention_kwargs={"ip_adapter_masks": masks})
+            s.pipe.set_ip_adapter_scale(o.ip_adapter_scale)
+        elif any(region.references for r in requests for region in r.regions):
+            raise InputError("reference images condition a frame only with --ip-adapter")
+        done, total = span or (0, o.steps)
+
+        def step_end(pipe, i, t, callback_kwargs):
+            if consistency is not None:
+                callback_kwargs = consistency.on_step_end(pipe, i, t, callback_kwargs)
+            if self.progress is not None:
+                self.progress("denoise", done + i + 1, total)
+            check_cancel(self.cancel)
+            return callback_kwargs
+
+        kwargs["callback_on_step_end"] = step_end
+        try:
+            return pipe(**kwargs).images
+        except torch.cuda.OutOfMemoryError:
+            raise InputError(f"out of GPU memory denoising {len(requests)} frames at {width}x{height}; "
+                             "try --batch-size 2 or --low-vram") from None
+
+    def _call_size(self, requests: list[FrameRequest]) -> tuple[int, int]:
+        sizes = {(r.width, r.height) for r in requests}
+        if len(sizes) > 1:
+            raise InputError(f"one denoising call draws one frame size; got {', '.join(f'{w}x{h}' for w, h in sizes)}")
+        return check_size(*sizes.pop())
+
+    def _pipe_and_image_inputs(self, s: Session, requests: list[FrameRequest]) -> tuple[object, dict]:
+        """txt2img, or img2img when the requests have init images (all of them, with one strength)."""
+        inits = [r.init_image for r in requests if r.init_image is not None]
+        if not inits:
+            return s.pipe, {}
+        if len(inits) != len(requests) or len({r.strength for r in requests}) > 1:
+            raise InputError("one denoising call takes init images for all its frames or none, with one strength")
+        strength = requests[0].strength
+        if not 0.0 < strength <= 1.0 or int(self.settings.steps * strength) < 1:
+            raise InputError(f"img2img strength {strength} with {self.settings.steps} steps denoises no step "
+                             f"(give 0 < strength <= 1 and steps x strength >= 1)")
+        images = [r.init_image.convert("RGB").resize((r.width, r.height)) if r.init_image.size != (r.width, r.height)
+                  else r.init_image.convert("RGB") for r in requests]
+        return self._img2img(s), dict(image=images, strength=strength)
+
+    def _control_inputs(self, s: Session, requests: list[FrameRequest], width: int, height: int,
+                        img2img: bool) -> dict:
+        """ControlNet images and scales: OpenPose, then lineart, as loaded.
+
+        One ControlNet takes a list of images (one per frame). Several take one batch tensor
+        per ControlNet, the form both the SD 1.5 and the SDXL multi-ControlNet pipelines accept
+        for a batch of frames (SDXL refuses per-frame nested lists). The img2img pipelines take
+        them as `control_image` (their `image` is the init image).
+        """
+        o = self.settings
+        loaded = {"openpose": (o.controlnet, o.controlnet_scale), "lineart": (o.lineart, o.lineart_scale)}
+        option = {"openpose": "--controlnet", "lineart": "--lineart"}
+        used = []
+        for kind in CONTROL_KINDS:
+            spec, scale = loaded[kind]
+            given = [kind in r.controls for r in requests]
+            if spec and not all(given):
+                raise InputError(f"every frame needs a {kind} control image: the engine loaded a {kind} ControlNet")
+            if not spec and any(given):
+                raise InputError(f"a {kind} control image needs a {kind} ControlNet ({option[kind]})")
+            if spec:
+                used.append(([r.controls[kind] for r in requests], scale))
+        unknown = sorted({k for r in requests for k in r.controls} - set(CONTROL_KINDS))
+        if unknown:
+            raise InputError(f"unknown control kind {unknown[0]!r} (kinds: {', '.join(CONTROL_KINDS)})")
+        if not used:
+            return {}
+        key = "control_image" if img2img else "image"
+        if len(used) == 1:
+            return {key: used[0][0], "controlnet_conditioning_scale": used[0][1]}
+        process = s.pipe.control_image_processor.preprocess
+        return {key: [process(images, height=height, width=width) for images, _ in used],
+                "controlnet_conditioning_scale": [scale for _, scale in used]}
+
+    def _ip_inputs(self, s: Session, requests: list[FrameRequest], width: int, height: int):
+        """IP-Adapter embeddings and masks: each region's references condition that region only.
+
+        Per frame, one image slot per region with references (in the request's order), masked
+        to the region; frames with fewer are padded with the unconditional embedding under an
+        all-zero mask, so they get no IP-Adapter influence. Returns ([embeds], [masks]) in the
+        pipeline's layout: embeds [2B (negatives, then positives), slots, …], masks [2B, slots, H, W].
+        """
+        import torch
+
+        uncond, _ = s.refs.unconditional()
+        frames = []
+        for r in requests:
+            items = []
+            for region in r.regions:
+                if not region.references:
+                    continue
+                if tuple(region.mask.shape) != (height, width):
+                    raise InputError(f"region {region.name}: mask is {region.mask.shape[1]}x{region.mask.shape[0]}, "
+                                     f"the frame {width}x{height}")
+                neg, pos = s.refs.get([Path(p) for p in region.references])
+                items.append((neg, pos, torch.as_tensor(region.mask, dtype=torch.float32)))
+            frames.append(items)
+        slots = max([1] + [len(items) for items in frames])
+        negs, poss, masks = [], [], []
+        for items in frames:
+            pad = slots - len(items)
+            negs.append(torch.cat([neg for neg, _, _ in items] + [uncond] * pad, dim=1))
+            poss.append(torch.cat([pos for _, pos, _ in items] + [uncond] * pad, dim=1))
+            masks.append(torch.stack([m for *_, m in items] + [torch.zeros(height, width)] * pad))
+        guided = self.guided
+        device, dtype = s.pipe._execution_device, s.pipe.unet.dtype
+        embeds = torch.cat(negs + poss if guided else poss).to(device, dtype)
+        mask = torch.stack(masks)
+        mask = torch.cat([mask, mask]) if guided else mask
+        return [embeds], [mask.to(device)]
