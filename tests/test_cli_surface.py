@@ -235,7 +235,7 @@ def test_write_stage_alone_does_not_point_at_a_board_html(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert (out / "story.json").is_file() and not (out / "board.html").exists()
     assert "board.html" not in result.stderr.replace("the export stage makes board.html", "")
-    assert "open" not in result.stderr and "story.json" in result.stderr
+    assert "open" not in result.stderr and "holds story.json, layouts.json; the export stage" in result.stderr
 
 
 # ------------------------------------------------------------------ undecodable and binary loglines

@@ -284,7 +284,9 @@ def _report(board, stages: list[str]) -> None:
     if "export" in stages:
         line.append_text(Text.assemble("  (open ", literal(board.html_path), ")"))
     else:
-        held = [name for name in ("story.json", "control/", "frames/") if (board.root / name).exists()]
+        held = [path.name + ("/" if path.is_dir() else "")
+                for path in (board.story_path, board.layouts_path, board.pose_path(1).parent, board.frame_path(1).parent)
+                if path.exists()]
         line.append(f"  (holds {', '.join(held)}; the export stage makes board.html)")
     console.print(line, highlight=False, soft_wrap=True)
 

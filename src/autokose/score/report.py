@@ -49,7 +49,8 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
         image, problem = read_image(board.frame_path(scene.index))
         if image is None:
             problem = "not rendered" if problem == "not found" else problem
-            measures[key] = FrameMeasure(reason=f"frames/{key}.png: {problem}")
+            name = board.frame_path(scene.index).relative_to(board.root).as_posix()
+            measures[key] = FrameMeasure(reason=f"{name}: {problem}")
         else:
             measures[key] = scorer.measure(image, scene, by_index.get(scene.index))
 
