@@ -229,3 +229,146 @@ def test_missing_model_fails_before_anything_is_written(tmp_path: Path, monkeypa
     assert_user_error(cli("story", EGG, "--out", tmp_path / "b", "--model", "nobody/nothing-here"),
                       "nobody/nothing-here", "huggingface-cli download")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+# -- documented vocabularies: `autokose vocab`, and blocking words checked -----------------------
+
+
+def _hand_edited(egg_board: Path, tmp_path: Path, **blocking) -> Path:
+    """A copy of the egg board's story.json whose first scene's first character has `blocking`."""
+    story = json.loads((egg_board / "story.json").read_text(encoding="utf-8"))
+    scene = story["scenes"][0]
+    cid = scene["characters"][0]
+    scene["blocking"][cid] = {**scene["blocking"].get(cid, {}), **blocking}
+    path = tmp_path / "edited" / "story.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(story, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_vocab_lists_what_blocking_accepts_one_item_per_line():
+    from autokose.poses import POSE_ALIASES, POSES
+    from autokose.staging import ANIMALS
+    from autokose.vocabulary import table
+
+    poses = cli("vocab", "poses")
+    assert poses.exit_code == 0, poses.output
+    lines = poses.output.splitlines()
+    assert [line.split(" — ")[0] for line in lines] == list(POSES)
+    ride = next(line for line in lines if line.startswith("ride"))
+    assert "riding" in ride and "верхом" in ride  # an alias and a Russian logline word
+    assert all(alias in poses.output for alias in POSE_ALIASES)
+
+    emotions = cli("vocab", "emotions").output.splitlines()
+    assert [line.split(" — ")[0] for line in emotions] == table().emotions
+    animals = cli("vocab", "animals").output
+    for kind in ("wolf", "camel", "sheep", "goat", "horse", "donkey", "dog", "eagle"):
+        assert any(line.startswith(kind + " ") for line in animals.splitlines()), kind
+    assert set(ANIMALS) <= {line.split(" — ")[0] for line in animals.splitlines()}
+    assert "camel — rideable" in animals and "верблюд" in animals and "түйе" in animals
+    for section, word in (("settings", "bazaar"), ("props", "patched_coat"), ("places", "behind")):
+        listing = cli("vocab", section)
+        assert listing.exit_code == 0 and word in listing.output, listing.output
+
+    everything = cli("vocab")
+    assert everything.exit_code == 0
+    for section in ("poses:", "emotions:", "settings:", "props:", "animals:", "places:"):
+        assert section + "\n" in everything.output
+    assert_user_error(cli("vocab", "colours"), "colours")
+
+
+def test_unknown_pose_in_story_json_names_the_poses(egg_board: Path, tmp_path: Path):
+    edited = _hand_edited(egg_board, tmp_path, pose="cartwheel")
+    result = cli("render", edited)
+    assert_user_error(result, "scenes[0].blocking.", ".pose", "cartwheel", "stand, walk", "ride")
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1, result.output
+    assert not (edited.parent / "frames").exists()
+
+
+def test_pose_aliases_still_work_in_story_json(egg_board: Path, tmp_path: Path):
+    edited = _hand_edited(egg_board, tmp_path, pose="Riding")
+    result = cli("render", edited, "--stages", "stage")
+    assert result.exit_code == 0, result.output
+
+
+def test_unknown_emotion_in_story_json_names_the_emotions(egg_board: Path, tmp_path: Path):
+    edited = _hand_edited(egg_board, tmp_path, emotion="melancholy")
+    result = cli("render", edited)
+    assert_user_error(result, str(edited), "scenes[0].blocking.", ".emotion", "melancholy", "emotions:", "sly",
+                      "greedy")
+    assert not (edited.parent / "frames").exists() and not (edited.parent / "layouts.json").exists()
+
+
+# -- logline fidelity: what the writer leaves out is said and recorded ---------------------------
+
+
+def _fake_fidelity(monkeypatch, elements, missing):
+    """Stand in for writers/fidelity.py (helper module of the writers) with fixed answers."""
+    import types
+
+    import autokose.writers
+
+    calls = []
+    fake = types.ModuleType("autokose.writers.fidelity")
+    fake.logline_elements = lambda logline, bible: list(elements)
+    fake.missing_elements = lambda story, logline, bible: calls.append(logline) or list(missing)
+    monkeypatch.setitem(sys.modules, "autokose.writers.fidelity", fake)
+    monkeypatch.setattr(autokose.writers, "fidelity", fake, raising=False)
+    return calls
+
+
+def test_missing_logline_elements_are_warned_and_recorded_in_the_manifest(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace as Element
+
+    camel = Element(kind="animal", key="camel", words="верблюда")
+    names = Element(kind="person", key="Жантык", words="Жантыка")
+    egg = Element(kind="prop", key="golden_egg", words="яйцо")
+    calls = _fake_fidelity(monkeypatch, [camel, names, egg], [camel, names])
+    out = tmp_path / "b"
+    result = cli("story", EGG, "--scenes", "3", "--out", out, "--stages", "write")
+    assert result.exit_code == 0, result.output
+    assert calls == [EGG]
+    assert "logline names верблюда (animal); the story does not use it" in result.output
+    assert "logline names Жантыка (person); the story does not use it" in result.output
+    assert "яйцо" not in result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["logline"] == {
+        "elements": [{"kind": "animal", "key": "camel", "words": "верблюда"},
+                     {"kind": "person", "key": "Жантык", "words": "Жантыка"},
+                     {"kind": "prop", "key": "golden_egg", "words": "яйцо"}],
+        "missing": [{"kind": "animal", "key": "camel", "words": "верблюда"},
+                    {"kind": "person", "key": "Жантык", "words": "Жантыка"}],
+    }
+
+
+def test_a_faithful_story_warns_nothing_and_records_no_missing(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace as Element
+
+    _fake_fidelity(monkeypatch, [Element(kind="prop", key="golden_egg", words="яйцо")], [])
+    out = tmp_path / "b"
+    result = cli("story", EGG, "--scenes", "3", "--out", out, "--stages", "write")
+    assert result.exit_code == 0, result.output
+    assert "logline names" not in result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["logline"]["missing"] == [] and manifest["logline"]["elements"][0]["key"] == "golden_egg"
+
+
+@pytest.mark.parametrize("said", ["laughing", "melancholy", "🐴", "", "Sly", "хитро"])
+def test_writers_turn_any_emotion_word_into_one_the_pipeline_accepts(said):
+    """An LLM's free word ("laughing") must not make the writer's own story fail the blocking check."""
+    from autokose.vocabulary import table
+    from autokose.writers.common import canonical_emotion, canonical_pose
+
+    assert canonical_emotion(said) in table().emotions
+    assert canonical_pose(said or "x") in table().poses
+
+
+def test_the_manifest_records_the_real_logline_elements(tmp_path: Path):
+    """With the writers' own fidelity module: a wolf and a river named in Russian are recorded."""
+    out = tmp_path / "b"
+    result = cli("story", "Алдар Косе встречает волка у реки.", "--scenes", "4", "--out", out, "--stages", "write")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["logline"]
+    assert {"kind": "animal", "key": "wolf", "words": "волка"} in record["elements"]
+    assert {(e["kind"], e["key"]) for e in record["elements"]} >= {("animal", "wolf"), ("place", "river")}
+    assert record["missing"] == [] and "logline names" not in result.output

@@ -51,6 +51,7 @@ def assert_one_line_error(result, *needles: str) -> None:
         (["characters", "--characters", "[/x]ö.yaml"], "[/x]ö.yaml"),
         (["character", "show", "[/x]ö/card.json"], "[/x]ö/card.json"),
         (["character", "train", "[/x]ö", "--images", "i", "--model", "m"], "[/x]ö"),
+        (["vocab", "[/x]ö"], "[/x]ö"),
     ],
 )
 def test_brackets_and_non_ascii_in_arguments_are_shown_literally(args, shown, tmp_path, monkeypatch):

@@ -390,3 +390,39 @@ def test_the_model_says_who_stands_behind_in_a_place_field(llm, bible):
     assert [trick.direction(c).place for c in trick.characters] == [None, "left", "behind", "behind", None]
     system = llm.requests[0]["body"]["messages"][0]["content"]
     assert '"place": null' in system and "places: behind, front, left, right" in system
+
+
+# -- fidelity to the logline ------------------------------------------------------------------------
+
+
+def test_animals_and_custom_names_the_model_leaves_out_are_added_to_the_key_moment(llm, bible):
+    logline = "Aldar Köse shows the greedy Bai a golden egg while a wolf and Zhantyk watch."
+    llm.replies = [good()]
+    story = write(writer(llm), bible, logline=logline)
+    trick = story.scenes[1]
+    kinds = {c.id: c.kind for c in story.characters}
+    assert "zhantyk" in trick.characters and kinds["zhantyk"] == "human"
+    assert any(kinds[cid] == "wolf" for cid in trick.characters)
+    assert "Zhantyk" in llm.requests[0]["body"]["messages"][0]["content"]  # the model is told they exist
+    assert len(llm.requests) == 1
+
+
+def test_a_logline_prop_the_model_leaves_out_is_added(llm, bible):
+    llm.replies = [good()]
+    story = write(writer(llm), bible, logline="Aldar Köse shows the Bai a golden egg and a magic whip.")
+    assert "whip" in story.scenes[1].props
+
+
+def test_a_place_the_model_never_uses_is_sent_back_then_refused_in_one_line(llm, bible):
+    logline = "Aldar Köse shows the greedy Bai a golden egg at the bazaar."
+    at_bazaar = draft()
+    at_bazaar["scenes"][1]["setting"] = "bazaar"
+    llm.replies = [good(), Reply(json.dumps(at_bazaar))]
+    assert write(writer(llm), bible, logline=logline).scenes[1].setting == "bazaar"
+    assert "leaves out" in llm.requests[1]["body"]["messages"][-1]["content"]
+
+    llm.requests.clear()
+    llm.replies = [good()]
+    with pytest.raises(InputError, match=r"leaves out what the logline names: place 'bazaar'") as e:
+        write(writer(llm), bible, logline=logline)
+    assert "\n" not in str(e.value) and len(llm.requests) == 3

@@ -85,8 +85,35 @@ def inflect(name: str, language: Language | str, cases: dict[str, list[str]] | N
         return Noun(name, name + ("'" if name.endswith("s") else "'s"), name, name, name)
     if code == "kk":
         return Noun(name, *(_kazakh_case(name, case) for case in ("gen", "dat", "acc", "ins")))
-    forms = (cases or {}).get(name)
+    forms = (cases or {}).get(name) or _russian_name_cases(name)
     return Noun(name, *forms) if forms else Noun(name, name, name, name, name)
+
+
+_RU_HUSHING = frozenset("жшчщц")
+
+
+def _russian_name_cases(name: str) -> tuple[str, str, str, str] | None:
+    """[gen, dat, acc, ins] of a one-word capitalised Russian name by the regular rules
+    ("Жантык" → "Жантыка", "Айша" → "Айши"); None for anything else (it stays as written).
+
+    Custom names come from the logline, so no table can list them. A name ending in a consonant
+    is declined as a man's name: the logline does not say whose it is, and the masculine reading
+    is the common one in the tales.
+    """
+    if " " in name or not name[:1].isupper() or not all("\u0400" <= c <= "\u04ff" or c == "-" for c in name):
+        return None
+    low = name[-1].lower()
+    stem = name[:-1]
+    if low == "а":
+        soft = "и" if stem[-1:].lower() in "гкхжшчщ" else "ы"
+        return stem + soft, stem + "е", stem + "у", stem + ("ей" if stem[-1:].lower() in _RU_HUSHING else "ой")
+    if low == "я":
+        return stem + "и", stem + "е", stem + "ю", stem + "ей"
+    if low == "й":
+        return stem + "я", stem + "ю", stem + "я", stem + "ем"
+    if low in "бвгдзклмнпрстфхжшчщцқғңһ":
+        return name + "а", name + "у", name + "а", name + ("ем" if low in _RU_HUSHING else "ом")
+    return None
 
 
 def _kazakh_case(phrase: str, case: str) -> str:

@@ -79,6 +79,9 @@ def _build(board: Board, cfg: RunConfig, bible, manifest: dict, story: Story | N
 
         writer = get_writer(cfg.writer, **cfg.writer_options)
         story = timed("write", writer.write, cfg.logline or "", scenes=cfg.scenes, seed=cfg.seed, bible=bible)
+        fidelity = logline_fidelity(story, story.logline, bible)
+        if fidelity is not None:
+            manifest["logline"] = fidelity
 
     cfg = _checked_picks(cfg, story)
 
@@ -133,6 +136,7 @@ def _check_before_writing(board: Board, cfg: RunConfig, story: Story, assets: di
     Returns the frames to render: a frame that does not decode is drawn again on --resume,
     and refused when it would be kept and read by the score or export stage.
     """
+    check_blocking(story, source=str(board.story_path))
     broken = board.unreadable_frames(story)
     indices = _frames_to_render(cfg, story, board, resume, broken) if "render" in cfg.stages else []
     kept_broken = [i for i in broken if i not in indices]
@@ -150,6 +154,44 @@ def _check_before_writing(board: Board, cfg: RunConfig, story: Story, assets: di
 
         check_clip_model(cfg.quality.clip_model)
     return indices
+
+
+def check_blocking(story: Story, source: str = "story.json") -> None:
+    """Every blocking emotion is one the word table knows (poses are checked by story.Blocking).
+
+    The emotion list lives in the word table, above story's floor, so this check runs here, for
+    the writers' stories and hand-written story.json alike: an unknown word used to become a
+    neutral face without a word.
+    """
+    from autokose.vocabulary import table
+
+    emotions = table().emotions
+    for n, scene in enumerate(story.scenes):
+        for cid, direction in scene.blocking.items():
+            if direction.emotion.strip().lower() not in emotions:
+                raise InputError(f"{source}: scenes[{n}].blocking.{cid}.emotion: unknown emotion "
+                                 f"{direction.emotion!r} (emotions: {', '.join(emotions)})")
+
+
+def logline_fidelity(story: Story, logline: str, bible) -> dict | None:
+    """What the logline names and what of it the story leaves out: one warning per missing element,
+    and the manifest's `logline` record ({"elements": [...], "missing": [...]}), so nothing the
+    user named is dropped without a word. None while the writers have no fidelity module."""
+    try:
+        from autokose.writers import fidelity
+    except ModuleNotFoundError as e:
+        if e.name != "autokose.writers.fidelity":
+            raise
+        return None
+    elements = fidelity.logline_elements(logline, bible)
+    missing = fidelity.missing_elements(story, logline, bible)
+    for element in missing:
+        log.warning("logline names %s (%s); the story does not use it", element.words, element.kind)
+
+    def record(e) -> dict:
+        return {"kind": e.kind, "key": e.key, "words": e.words}
+
+    return {"elements": [record(e) for e in elements], "missing": [record(e) for e in missing]}
 
 
 def _checked_picks(cfg: RunConfig, story: Story) -> RunConfig:

@@ -8,8 +8,11 @@ stand left to right in `scene.characters` order (`place` "left" or "right" moves
 end of the front row); those whose `place` is "behind" stand in a back row, smaller and
 higher, drawn first, flanking the key character's counterpart (the Bai, with his servants
 behind him); a rider shares the slot of the animal they ride; everyone faces the others (or
-the way they travel). Staging reads only the scene's structured fields, never the action
-prose: the writer that wrote "behind the Bai's back" also wrote `place: behind`.
+the way they travel), and a bow, point or offer faces the one it is for. The horizon is set by
+the camera height the angle names (through the key figure's eyes at eye level); a run of scenes
+with the same setup is pushed in every other frame; `autokose.staging_rules` checks the result.
+Staging reads only the scene's structured fields, never the action prose: the writer that
+wrote "behind the Bai's back" also wrote `place: behind`.
 """
 
 from __future__ import annotations
@@ -97,22 +100,53 @@ FRAMINGS = {
     Shot.insert: Framing(height=3.2, ground=2.7, gap=0.0, horizon=0.3),
 }
 # Camera height in standing heights: where the horizon crosses the front row.
-CAMERA_HEIGHT = {Angle.eye_level: 0.9, Angle.low: 0.45, Angle.high: 1.5}
+CAMERA_HEIGHT = {Angle.eye_level: 0.93, Angle.low: 0.45, Angle.high: 1.5}
+EYE_HEIGHT = 0.937  # the eyes of a standing pose, in standing heights (autokose.poses)
+HORIZON_RANGE = (0.05, 0.9)  # a high camera may leave a sliver of sky; a low one a strip of ground
+# How far every other scene of a run with the same setup is pushed in: past the 20 % of a jump cut.
+REFRAME_ZOOM = 1.3
 HORIZON_SHIFT = {Angle.eye_level: 0.0, Angle.low: 0.12, Angle.high: -0.15}
 BACK_ROW_SCALE = 0.78
 # Where the face lands (nose, fraction of frame height) in shots framed on a face.
-CLOSE_UP_NOSE, OTS_KEY_NOSE, OTS_NEAR_NOSE = 0.65, 0.24, 0.52
+# A close-up's eyes sit a little under the top third line, so a long beard still ends inside the frame.
+CLOSE_UP_NOSE, OTS_KEY_NOSE, OTS_NEAR_NOSE = 0.5, 0.24, 0.52
 
 # Standing height per puppet build, relative to an average adult.
 BUILD_HEIGHT = {"small": 0.62, "slim": 1.0, "average": 0.98, "stout": 0.97}
+class _AnimalSizes(dict):
+    """Kind → size; a kind the table lacks (a user's own `kind: yak`) gets a neutral medium size,
+    so staging places it as an animal, never as a human."""
+
+    def __missing__(self, kind: str) -> tuple[float, float, float]:
+        return UNKNOWN_ANIMAL
+
+
 # Side-view animals in standing heights: body length, height to the ears, saddle height.
-ANIMALS = {"donkey": (0.78, 0.7, 0.43), "horse": (1.1, 1.02, 0.66)}
+UNKNOWN_ANIMAL = (0.6, 0.45, 0.3)
+ANIMALS = _AnimalSizes({
+    "donkey": (0.78, 0.7, 0.43), "horse": (1.1, 1.02, 0.66), "camel": (1.2, 1.2, 0.84),
+    "wolf": (0.75, 0.48, 0.3), "dog": (0.6, 0.42, 0.26), "sheep": (0.62, 0.5, 0.32), "goat": (0.6, 0.55, 0.32),
+    "eagle": (0.42, 0.42, 0.2),  # perched on a rock (or flying above it): no hooves on the ground
+})  # fmt: skip
+# Where each animal's head is in its side-view drawing, in its own heights: (ahead of the body's
+# centre, below the ear tips). A close-up frames the head, not the belly.
+ANIMAL_HEADS = {
+    "donkey": (0.5, 0.3), "horse": (0.48, 0.15), "camel": (0.45, 0.08), "wolf": (0.6, 0.2), "dog": (0.55, 0.24),
+    "sheep": (0.5, 0.25), "goat": (0.45, 0.22), "eagle": (0.15, 0.22),
+}  # fmt: skip
+ANIMAL_CLOSE_UP = 1.5  # the animal's height in frame heights in a close-up
+HUMAN_KINDS = frozenset({"human", "spirit"})  # drawn as puppets; every other kind is an animal
+RIDEABLE = frozenset({"donkey", "horse", "camel"})  # a rider mounts only these
 HUMAN_WIDTH = 0.32  # shoulder-to-elbow span of a standing figure, in standing heights
 # Prop size in standing heights of the figure (or of the front row for props on the ground).
 PROP_SCALE = {
     "golden_egg": 0.13, "cauldron": 0.3, "fur_coat": 0.42, "coins": 0.1, "purse": 0.11, "tea_bowl": 0.08,
-    "whip": 0.38, "staff": 1.1, "sack": 0.3, "carpet": 0.62, "bundle": 0.16,
+    "whip": 0.38, "staff": 1.1, "sack": 0.3, "carpet": 0.62, "bundle": 0.16, "patched_coat": 0.42, "saddle": 0.2,
+    "tymak": 0.13,
 }  # fmt: skip
+
+# Poses aimed at someone (offering something held, too): the figure faces the one they are for.
+GESTURES = frozenset({"point", "bow", "talk", "argue", "hold"})
 
 # Front-row order by `place`: "left" first, "right" last, everyone else between (stable).
 ROW_ORDER = {"left": 0, "right": 2}
@@ -131,17 +165,67 @@ def staging_key(story: Story, scene: Scene) -> str:
     """A hash of what decides a scene's layout besides the frame shape: the scene's staged fields and its cast."""
     data = {"scene": scene.model_dump(mode="json", exclude=UNSTAGED),
             "cast": [story.character(cid).model_dump(mode="json") for cid in scene.characters]}
+    zoom = reframe_zoom(story, scene)
+    if zoom != 1.0:  # pushed in because the scene before has the same setup
+        data["reframe"] = zoom
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def layout_scene(story: Story, scene: Scene, aspect: float = DEFAULT_ASPECT) -> Layout:
-    """Place every character of one scene: position, scale, facing, pose keypoints and props."""
+    """Place every character of one scene: position, scale, facing, pose keypoints and props.
+
+    When the writer gives the same setup several times in a row, every other one is pushed in
+    (`reframe_zoom`), so consecutive frames never look identical.
+    """
+    return _layout_scene(story, scene, aspect, reframe_zoom(story, scene))
+
+
+def reframe_zoom(story: Story, scene: Scene) -> float:
+    """1.0, or REFRAME_ZOOM for the 2nd, 4th, ... of a run of scenes with the same setup.
+
+    A setup is the shot size, place, camera height and who stands where; decided from the
+    scenes alone (not from the previous layout), so restaging one scene stays cheap and agrees
+    with staging the whole story.
+    """
+    order = [s.index for s in story.scenes]
+    n = order.index(scene.index) if scene.index in order else 0
+    setup, run = _setup(scene), 0
+    while n - run - 1 >= 0 and _setup(story.scenes[n - run - 1]) == setup:
+        run += 1
+    return REFRAME_ZOOM if run % 2 else 1.0
+
+
+def _setup(scene: Scene) -> tuple:
+    places = tuple(scene.direction(cid).place for cid in scene.characters)
+    return scene.shot, scene.setting, scene.angle, tuple(scene.characters), places
+
+
+def same_framing(layout: Layout, previous: Layout, tolerance: float = 0.05, scale: float = 1.2) -> bool:
+    """Whether two frames show the same shot of the same place with everyone where they were: a
+    jump cut. A cut needs someone to move (by `tolerance` frame heights), turn, or change size by
+    `scale` (the editors' rule of thumb: 20 % or more), or a new shot size or place.
+    """
+    if layout.shot != previous.shot or layout.setting != previous.setting or layout.angle != previous.angle:
+        return False
+    before = {f.id: f for f in previous.figures}
+    if not before or set(before) != {f.id for f in layout.figures}:
+        return False
+    for f in layout.figures:
+        p = before[f.id]
+        moved = max(abs(f.x - p.x) * layout.aspect, abs(f.ground - p.ground))
+        resized = max(f.height, p.height) / max(1e-6, min(f.height, p.height))
+        if moved > tolerance or resized >= scale or f.facing != p.facing or f.view != p.view:
+            return False
+    return True
+
+
+def _layout_scene(story: Story, scene: Scene, aspect: float, zoom: float = 1.0) -> Layout:
     cast = [story.character(cid) for cid in scene.characters]
     humans = [c for c in cast if not is_animal(c)]
     key = (humans or cast or [None])[0]
     mounts = _mounts(scene, cast)
     behind = _behind(scene, cast, key.id if key else None)
-    stage = _Stage(story, scene, aspect, mounts, behind, key.id if key else None)
+    stage = _Stage(story, scene, aspect, mounts, behind, key.id if key else None, zoom)
 
     shot = scene.shot
     if shot == Shot.close_up and key:
@@ -155,14 +239,15 @@ def layout_scene(story: Story, scene: Scene, aspect: float = DEFAULT_ASPECT) -> 
         stage.rows(shot)
 
     framing = FRAMINGS[shot]
+    figures = stage.figures()
     return Layout(
         index=scene.index,
         shot=shot,
         angle=scene.angle,
         setting=scene.setting,
         time=scene.time,
-        horizon=min(0.85, max(0.15, framing.horizon + HORIZON_SHIFT[scene.angle])),
-        figures=stage.figures(),
+        horizon=_horizon(figures, key.id if key else None, scene.angle, framing),
+        figures=figures,
         props=stage.props,
         aspect=aspect,
         focus=key.id if key else None,
@@ -170,8 +255,37 @@ def layout_scene(story: Story, scene: Scene, aspect: float = DEFAULT_ASPECT) -> 
     )
 
 
+def _horizon(figures: list[Figure], focus: str | None, angle: Angle, framing: Framing) -> float:
+    """Where the camera height puts the horizon: through the eyes of the key figure at eye level,
+    above the heads for a high camera, below the chest for a low one (what the angle label says).
+
+    Without a face in the frame (an insert), the shot's usual horizon, shifted for the angle.
+    """
+    faces = [f for f in figures if f.keypoints and f.view == "front" and f.keypoints[K["REye"]][2] > 0]
+    ref = next((f for f in faces if f.id == focus), None) or max(
+        (f for f in faces if not f.behind), key=lambda f: f.height, default=None)
+    if ref is None:
+        return min(0.85, max(0.15, framing.horizon + HORIZON_SHIFT[angle]))
+    eye_y = (ref.keypoints[K["REye"]][1] + ref.keypoints[K["LEye"]][1]) / 2
+    horizon = eye_y + (EYE_HEIGHT - CAMERA_HEIGHT[angle]) * ref.height
+    return _r(min(HORIZON_RANGE[1], max(HORIZON_RANGE[0], horizon)))
+
+
+def animal_close_up(kind: str, facing: int, aspect: float) -> tuple[float, float, float]:
+    """Slot x, ground and height (standing heights) that put an animal's head at the close-up's eye point."""
+    head_x, head_y = ANIMAL_HEADS.get(kind, (0.5, 0.34))
+    tall = ANIMALS[kind][1]
+    x = 0.5 - 0.1 * facing - facing * head_x * ANIMAL_CLOSE_UP / aspect
+    return x, 0.42 + (1 - head_y) * ANIMAL_CLOSE_UP, ANIMAL_CLOSE_UP / tall
+
+
 def is_animal(character: Character) -> bool:
-    return character.kind in ANIMALS
+    """Every non-human kind, known to the kit or not: a custom `kind: wolf` is never a man in a robe."""
+    return is_animal_kind(character.kind)
+
+
+def is_animal_kind(kind: str) -> bool:
+    return kind not in HUMAN_KINDS
 
 
 @dataclass
@@ -192,8 +306,8 @@ class _Stage:
     """Working state while one scene is blocked out."""
 
     def __init__(self, story: Story, scene: Scene, aspect: float, mounts: dict[str, str],
-                 behind: dict[str, str | None], key: str | None):
-        self.story, self.scene, self.aspect = story, scene, aspect
+                 behind: dict[str, str | None], key: str | None, zoom: float = 1.0):
+        self.story, self.scene, self.aspect, self.zoom = story, scene, aspect, zoom
         self.mounts, self.behind, self.key = mounts, behind, key
         self.slots: dict[str, _Slot] = {}
         self.props: list[PropPlacement] = []
@@ -202,7 +316,7 @@ class _Stage:
     # -- shot sizes ------------------------------------------------------------------------
     def rows(self, shot: Shot) -> None:
         """Establishing, wide and medium: a front row left to right, a back row behind it."""
-        framing = FRAMINGS[shot]
+        framing = self._framing(shot)
         cast = [self.story.character(cid) for cid in self.scene.characters]
         riders = set(self.mounts)
         front = [c for c in cast if c.id not in self.behind and c.id not in riders]
@@ -234,21 +348,22 @@ class _Stage:
 
     def close_up(self, key: Character) -> None:
         """The key character's head and shoulders fill the frame; the others stand off-frame."""
-        framing = FRAMINGS[Shot.close_up]
+        framing = self._framing(Shot.close_up)
         height = framing.height
         others = [c for c in (self.story.character(i) for i in self.scene.characters) if c.id != key.id]
         order = self.scene.characters.index(key.id)
         facing = 1 if not others or self.scene.characters.index(others[0].id) > order else -1
+        x = 0.5 - 0.06 * facing
         if is_animal(key):
-            height, ground = 1.6, 1.25
+            x, ground, height = animal_close_up(key.kind, facing, self.aspect)
         else:  # the face lands in the same place whatever the build or pose
             ground = self._ground_for_nose(key, height, CLOSE_UP_NOSE)
-        self.slots[key.id] = _Slot(key, 0.5 - 0.06 * facing, ground, height, facing)
+        self.slots[key.id] = _Slot(key, x, ground, height, facing)
         self._off_frame(others, key.id, height, framing.ground)
 
     def over_the_shoulder(self, key: Character, near: Character) -> None:
         """`near` seen from behind, large at one side; `key` faces the camera across from them."""
-        framing = FRAMINGS[Shot.over_the_shoulder]
+        framing = self._framing(Shot.over_the_shoulder)
         left = self.scene.characters.index(near.id) < self.scene.characters.index(key.id)
         side = -1 if left else 1  # where the near character stands
         if not self.scene.direction(near.id).holds:  # a listener's back: arms down, out of the way
@@ -275,7 +390,7 @@ class _Stage:
         name, holder = self.key_prop()
         cast = [self.story.character(c) for c in self.scene.characters]
         kind = resolve_prop(name)
-        framing = FRAMINGS[Shot.insert]
+        framing = self._framing(Shot.insert)
         if holder is not None:
             self.pose_override[holder.id] = "hold"
             grip_x = sum(p[0] for p in _grip_points("hold")) / 2
@@ -292,6 +407,23 @@ class _Stage:
         self._off_frame(others, holder.id if holder else None, framing.height, framing.ground)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _framing(self, shot: Shot) -> Framing:
+        """The shot's framing, pushed in (zoom > 1) or pulled out to tell it from the frame before."""
+        f = FRAMINGS[shot]
+        if self.zoom == 1.0:
+            return f
+        # The top of the head stays where it was: a push-in crops lower, a pull-out shows more ground.
+        return Framing(f.height * self.zoom, f.ground + f.height * (self.zoom - 1), f.gap * self.zoom, f.horizon)
+
+    def _gesture_target(self, cid: str) -> _Slot | None:
+        """Whom a gesturing character addresses: the key character turns to the first other person
+        of the scene (their counterpart), everyone else to the key character. None when not gesturing."""
+        if self._pose(cid) not in GESTURES:
+            return None
+        people = [c for c in self.scene.characters if c in self.slots and not is_animal(self.slots[c].character)]
+        target = next((c for c in people if c != cid), None) if cid == self.key else self.key
+        return self.slots.get(target) if target and target != cid else None
+
     def _stature(self, c: Character) -> float:
         """Top of a front-row slot in standing heights: a rider sits on the saddle."""
         if not is_animal(c):
@@ -313,7 +445,10 @@ class _Stage:
             return
         for s in slots:
             others = [o.x for o in slots if o is not s]
-            if others:
+            target = self._gesture_target(s.character.id)
+            if target is not None and abs(target.x - s.x) > 1e-6:  # a bow or a point is for someone
+                s.facing = 1 if target.x > s.x else -1
+            elif others:
                 centre = sum(others) / len(others)
                 s.facing = 1 if centre >= s.x else -1
             elif self._pose(s.character.id) in ("walk", "run") or s.character.id in self.mounts.values():
@@ -331,7 +466,9 @@ class _Stage:
         offsets = [1.1, -1.1, 2.2, -2.2, 3.3, -3.3]  # in figure widths, flanking the anchor
         width = HUMAN_WIDTH * height / self.aspect
         groups: dict[str | None, int] = {}
-        taken = [s.x for s in front]
+        # A front figure's face may lean past its slot (a bow reaches forward): keep clear of it too.
+        taken = [s.x for s in front] + [s.x + s.facing * POSES[self._pose(s.character.id)][K["Nose"]][0]
+                                        * s.height / self.aspect for s in front if not is_animal(s.character)]
         for c in back:
             ref = self.behind.get(c.id)
             anchor = self.slots[ref].x if ref in self.slots else (front[-1].x if front else 0.5)
@@ -342,6 +479,8 @@ class _Stage:
             x = max(spots, key=lambda x: min([abs(x - t) for t in taken] + [1.6 * width]))
             taken.append(x)
             focus = self.slots.get(ref) or self.slots.get(self.key) or (front[0] if front else None)
+            if self._pose(c.id) in GESTURES and self.key in self.slots:  # gesturing at the key character
+                focus = self.slots[self.key]
             facing = 1 if focus is None or focus.x >= x else -1
             self.slots[c.id] = _Slot(c, x, back_ground, height * BACK_ROW_SCALE, facing, behind=True, layer=0)
 
@@ -416,9 +555,14 @@ class _Stage:
 
     # -- output ------------------------------------------------------------------------------
     def figures(self) -> list[Figure]:
-        """Figures in drawing order (back row, animals, riders, front, foreground), with props."""
+        """Figures in drawing order (back row, animals, people on foot, riders, foreground), with props.
+
+        An animal is drawn before the people of its row, so a horse or a camel never hides the
+        face of someone standing beside it; a rider, drawn last, stays on the mount's back.
+        """
         out = []
-        order = sorted(self.slots.values(), key=lambda s: (s.layer, s.character.id in self.mounts, s.x))
+        order = sorted(self.slots.values(), key=lambda s: (
+            s.layer, s.character.id in self.mounts, not is_animal(s.character), s.x))
         for s in order:
             figure = self._figure(s)
             out.append(figure)
@@ -482,7 +626,7 @@ def _grip_xy(figure: Figure) -> tuple[float, float]:
 
 def _mounts(scene: Scene, cast: list[Character]) -> dict[str, str]:
     """Rider id → animal id for every human whose pose is 'ride' while an animal is present."""
-    animals = [c.id for c in cast if is_animal(c)]
+    animals = [c.id for c in cast if c.kind in RIDEABLE]
     mounts = {}
     for c in cast:
         if not is_animal(c) and resolve_pose(scene.direction(c.id).pose) == "ride" and animals:

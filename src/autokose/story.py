@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autokose.errors import InputError, format_validation_error
 from autokose.fsio import read_text
+from autokose.poses import POSE_ALIASES, POSES
 
 SCHEMA_VERSION = 1
 # A feature-length board (about 300 shots) still fits; writers default to 6–10 scenes, and frame
@@ -89,7 +90,8 @@ class Character(_Model):
         default_factory=dict, description="Named colours (#rrggbb) for the previz puppet."
     )
     build: str = Field("average", description="Puppet body: slim, average, stout, small, animal.")
-    kind: str = Field("human", description="human, donkey, horse, spirit.")
+    kind: str = Field("human", description="human or spirit (a puppet); any other kind is an animal: donkey, horse, "
+                      "camel, wolf, dog, sheep, goat, eagle are drawn, others get a neutral silhouette.")
     references: list[str] = Field(default_factory=list, description="Reference image paths.")
     lora: str | None = Field(None, description="LoRA file for this character (path[:weight]).")
     card: str | None = Field(None, description="Character card JSON written by training.")
@@ -115,16 +117,30 @@ class Character(_Model):
 Position = Literal["behind", "front", "left", "right"]
 
 
+def pose_key(word: str) -> str:
+    """A pose word as the pose library spells its keys (poses.resolve_pose reads it the same way)."""
+    return (word or "").strip().lower().replace(" ", "_")
+
+
 class Blocking(_Model):
     """What one character in a scene does: pose, emotion, what they hold."""
 
-    pose: str = "stand"
-    emotion: str = "neutral"
+    pose: str = Field("stand", description="A pose of the pose library or one of its aliases (autokose vocab poses).")
+    emotion: str = Field("neutral", description="An emotion of the word table (autokose vocab emotions).")
     holds: str | None = Field(None, description="Prop held in the hands, if any.")
     place: Position | None = Field(
         None, description="behind: in a back row, behind the key character's counterpart; front: in the front "
                           "row (the default); left, right: at that end of the front row."
     )
+
+    @field_validator("pose")
+    @classmethod
+    def _known_pose(cls, v: str) -> str:
+        """A pose the pose library draws (or one of its aliases). An unknown word used to be drawn
+        standing without a word; now the author hears which words exist (`autokose vocab poses`)."""
+        if pose_key(v) not in POSES and pose_key(v) not in POSE_ALIASES:
+            raise ValueError(f"unknown pose {v!r} (poses: {', '.join(POSES)}; aliases: autokose vocab poses)")
+        return v
 
 
 class Scene(_Model):

@@ -57,6 +57,13 @@ class Prop(_Data):
     pairs_with: str | None = None
 
 
+class Animal(_Data):
+    """An animal a logline may name; a story casts it as a character of this `kind`."""
+
+    names: dict[str, str] = Field(description="Display name per language code (ru, kk, en).")
+    aliases: list[str]
+
+
 class Cues(_Data):
     poses: dict[str, list[str]]
     emotions: dict[str, list[str]]
@@ -75,6 +82,7 @@ class Vocabulary(_Data):
     settings: dict[str, Setting]
     times: dict[TimeOfDay, TimeWords]
     props: dict[str, Prop]
+    animals: dict[str, Animal] = Field(default_factory=dict)
     places: dict[Position, list[str]]
     cues: Cues
     prompt: PromptWords
@@ -118,6 +126,8 @@ def matchers() -> dict[str, Matcher]:
     vocab = table()
     return {
         "props": Matcher({k: p.aliases for k, p in vocab.story_props.items()}),
+        "all_props": Matcher({k: p.aliases for k, p in vocab.props.items() if p.aliases}),
+        "animals": Matcher({k: a.aliases for k, a in vocab.animals.items()}),
         "settings": Matcher({k: s.aliases for k, s in vocab.settings.items()}),
         "times": Matcher({k.value: t.aliases for k, t in vocab.times.items()}),
         "places": Matcher(dict(vocab.places)),
@@ -182,6 +192,14 @@ _SUFFIXES = frozenset(
     | {p + s + c for p, s, c in product(_KK_PLURAL, _KK_POSSESSIVE[1:], _KK_AFTER_POSSESSIVE)}
     | {"s", "es", "'s", "'", "s'"}
 ) - {""}
+
+
+KAZAKH_CASE_SUFFIXES: tuple[str, ...] = tuple(sorted(_KK_CASE[1:], key=len, reverse=True))
+
+
+def ru_stem(word: str) -> str:
+    """A Russian word without its last regular ending ("Жантыка" → "жантык"); other words as they are."""
+    return _ru_stem(word)
 
 
 @lru_cache(maxsize=1 << 14)

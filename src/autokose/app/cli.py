@@ -278,6 +278,75 @@ def score(
     typer.echo(json.dumps(scores.get("summary", {}), ensure_ascii=False, indent=2))
 
 
+class VocabOf(str, Enum):
+    poses = "poses"
+    emotions = "emotions"
+    settings = "settings"
+    props = "props"
+    animals = "animals"
+    places = "places"
+
+
+@app.command(help="List the words story.json accepts (poses, emotions, settings, props, animals, places), "
+                  "one a line, with the words that name each in a logline (en, ru/kk).")
+def vocab(
+    what: Annotated[Optional[VocabOf], typer.Argument(help="One list (default: all of them).")] = None,
+) -> None:
+    """The documented vocabularies: what `blocking`, `setting`, `props` and `kind` take."""
+    # Each line: the word story.json takes (a pose: or one of its aliases), then the logline
+    # words (Russian and Kazakh share one Cyrillic list in the table; `word*` matches any word
+    # starting with it). Plain echo, so nothing is read as markup.
+    sections = [what] if what else list(VocabOf)
+    for section in sections:
+        lines = vocab_lines(section.value)
+        if what is None:
+            typer.echo(f"{section.value}:")
+            lines = ["  " + line for line in lines]
+        typer.echo("\n".join(lines))
+
+
+def vocab_lines(section: str) -> list[str]:
+    """The lines of `autokose vocab SECTION`, from the pose library, the word table and the drawing kit."""
+    from autokose.poses import POSE_ALIASES, POSES
+    from autokose.staging import ANIMALS, RIDEABLE
+    from autokose.vocabulary import table
+
+    vocab = table()
+    if section == "poses":
+        aliases = {pose: [a for a, p in POSE_ALIASES.items() if p == pose] for pose in POSES}
+        return [_vocab_line(pose, vocab.cues.poses.get(pose, []), also=aliases[pose]) for pose in POSES]
+    if section == "emotions":
+        return [_vocab_line(e, vocab.cues.emotions.get(e, [])) for e in vocab.emotions]
+    if section == "settings":
+        return [_vocab_line(k, s.aliases) for k, s in vocab.settings.items()]
+    if section == "props":
+        return [_vocab_line(k, p.aliases or p.hints) for k, p in vocab.props.items()]
+    if section == "places":
+        return [_vocab_line(k.value if isinstance(k, Enum) else k, words) for k, words in vocab.places.items()]
+    # `kind` values: the drawing kit's animals, then any the word table names that the kit lacks
+    named = vocab.animals
+    kinds = [*ANIMALS, *(k for k in named if k not in ANIMALS)]
+    lines = []
+    for kind in kinds:
+        notes = ["rideable" if kind in RIDEABLE else "", "" if kind in ANIMALS else "no drawing: a silhouette"]
+        names = named[kind].names if kind in named else {}
+        notes.append("names: " + ", ".join(f"{names[lang]} ({lang})" for lang in ("en", "ru", "kk") if lang in names)
+                     if names else "")
+        lines.append(_vocab_line(kind, named[kind].aliases if kind in named else [], notes=notes))
+    return lines
+
+
+def _vocab_line(key: str, words: list[str], also: list[str] | None = None, notes: list[str] = ()) -> str:
+    """`key — notes; aliases: …; en: …; ru/kk: …` (what is empty is left out). The table's word
+    lists mix Russian and Kazakh, so they are split by script, not guessed apart."""
+    latin = [w for w in words if not any("\u0400" <= c <= "\u04ff" for c in w)]
+    cyrillic = [w for w in words if w not in latin]
+    parts = [note for note in notes if note]
+    parts += [f"{label}: {', '.join(items)}" for label, items in (("aliases", also or []), ("en", latin),
+                                                                   ("ru/kk", cyrillic)) if items]
+    return f"{key} — {'; '.join(parts)}" if parts else key
+
+
 def _report(board, stages: list[str]) -> None:
     """The success line: points at board.html only when this run's export stage wrote it."""
     line = Text.assemble(("board written:", "green"), " ", literal(board.root))

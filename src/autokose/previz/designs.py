@@ -20,6 +20,16 @@ DEFAULT_COLOURS = {
     "body": "#8e8e8e", "muzzle": "#e8e8e8", "mane": "#4a4a4a", "blanket": "#c0392b", "hooves": "#333333",
 }  # fmt: skip
 
+# Colours of each kind where the bible gives none (merged under the bible palette).
+KIND_COLOURS = {
+    "camel": {"body": "#c9a46a", "muzzle": "#e6cfa0", "mane": "#9a7440", "blanket": "#2f4f8f", "hooves": "#6b5232"},
+    "wolf": {"body": "#8a8c92", "muzzle": "#e4e0d8", "mane": "#55565b"},
+    "dog": {"body": "#b07a3e", "muzzle": "#f0e2c8", "blanket": "#c0392b"},
+    "sheep": {"body": "#f2ead8", "muzzle": "#3a302a", "hooves": "#2b2420"},
+    "goat": {"body": "#e8e2d6", "muzzle": "#c8bca8", "hooves": "#3a302a"},
+    "eagle": {"body": "#5a3d24", "mane": "#c89a40", "muzzle": "#e8c040"},
+}  # fmt: skip
+
 WIDTH = {"slim": 0.9, "average": 1.0, "stout": 1.45, "small": 0.95, "animal": 1.0}
 
 
@@ -50,7 +60,7 @@ def _has(text: str, *words: str) -> bool:
 def design_for(character: Character) -> PuppetDesign:
     """The puppet for a bible entry. Rules are checked in order; the first that matches wins."""
     text = f"{character.appearance} {character.role}".lower()
-    colours = {**DEFAULT_COLOURS, **character.palette}
+    colours = {**DEFAULT_COLOURS, **KIND_COLOURS.get(character.kind, {}), **character.palette}
     colours.setdefault("trousers", DEFAULT_COLOURS["trousers"])
     if "beard" not in character.palette:
         colours["beard"] = colours["hair"]

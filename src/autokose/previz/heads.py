@@ -51,11 +51,11 @@ def head(design: PuppetDesign, face: str, view: str = "front") -> str:
     skin = design.c("skin")
     parts = [_behind(design)]
     rx = 1.02 if design.belly > 0.4 else (0.9 if design.female else 0.95)
-    parts.append(ellipse(0, 0, rx, 1.0, skin, INK))
     if view == "back":
-        parts.append(_back_of_head(design))
+        parts.append(_back_of_head(design, rx))
         parts.append(_hat(design, back=True))
         return "".join(parts)
+    parts.append(ellipse(0, 0, rx, 1.0, skin, INK))
     parts.append(_ear(design))
     parts.append(_hair_front(design))
     parts.append(_eyes(face, design))
@@ -179,15 +179,29 @@ def _hair_front(design: PuppetDesign) -> str:
     return ""
 
 
-def _back_of_head(design: PuppetDesign) -> str:
-    """Ears either side, hair (or a bare scalp) over the back of the skull, the nape below."""
-    skin = design.c("skin")
-    ears = ellipse(-0.97, 0.12, 0.15, 0.24, skin, INK) + ellipse(0.97, 0.12, 0.15, 0.24, skin, INK)
+def _back_of_head(design: PuppetDesign, rx: float) -> str:
+    """The back of the skull as an over-the-shoulder shot shows it: a narrow nape of neck below,
+    an ear either side, and hair over the whole skull down to the nape, combed in strands from
+    the crown. A skin band across the bottom (the old design) read as a chin under a black mask,
+    a faceless figure facing the camera; hair to the bottom edge and strands read as a head seen
+    from behind. A shaved head shows its scalp with a nape crease instead.
+    """
+    skin, hair = design.c("skin"), design.c("hair")
+    nape = path("M-0.4 0.5L-0.44 1.25L0.44 1.25L0.4 0.5Z", darker(skin, SKIN_SHADE), INK, class_="nape")
+    ears = ellipse(-rx + 0.02, 0.12, 0.16, 0.25, skin, INK) + ellipse(rx - 0.02, 0.12, 0.16, 0.25, skin, INK)
     if design.hat in ("none", "horns"):
-        return ears
-    hair = path("M-0.95 0.3C-1.05 -1.0 0.95 -1.1 0.95 0.3C0.7 0.55 0.3 0.62 0.0 0.62C-0.3 0.62 -0.7 0.55 -0.95 0.3Z",
-                design.c("hair"), INK)
-    return ears + hair
+        skull = ellipse(0, 0, rx, 1.0, skin, INK, class_="skull")
+        crease = path("M-0.32 0.78Q0.0 0.88 0.32 0.78", None, darker(skin, 0.3), 0.06, stroke_linecap="round")
+        shine = ellipse(-0.28, -0.45, 0.22, 0.14, lighter(skin, 0.3))
+        return nape + ears + skull + shine + crease
+    skull = ellipse(0, 0, rx, 1.0, hair, INK, class_="skull")
+    strand = lighter(hair, 0.3)
+    strands = "".join(
+        path(f"M0.05 -0.78Q{n * 0.55:.2f} -0.2 {n * rx * 0.72:.2f} 0.78", None, strand, 0.05, stroke_linecap="round")
+        for n in (-1.0, -0.45, 0.1, 0.62)
+    )
+    whorl = path("M0.05 -0.62Q0.22 -0.6 0.2 -0.46Q0.12 -0.36 0.0 -0.46", None, strand, 0.05, stroke_linecap="round")
+    return nape + ears + skull + f'<g class="back-hair">{strands}{whorl}</g>'
 
 
 def _beard(design: PuppetDesign) -> str:

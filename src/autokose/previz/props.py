@@ -1,4 +1,5 @@
-"""Key props of the tales, drawn in a canonical unit box and placed with one transform.
+"""Key props of the tales, drawn in a canonical unit box and placed with one transform; each has its
+own drawing (the patched chapan is never the fur coat: the swap the tale turns on must read).
 
 Canonical space: the prop is 1 unit tall (its PropPlacement.size of the frame height), centred
 on the origin, y down. Held long props (staff, whip) hang from the grip at the origin instead.
@@ -74,6 +75,50 @@ def _fur_coat() -> str:
     return sleeves + body + trims
 
 
+def _patched_chapan() -> str:
+    """Aldar's thin chapan: a long striped robe of one cloth, bright square patches, a torn hem: no fur."""
+    cloth, lining = "#8c7a64", "#b8a27e"
+    body = path("M-0.2 -0.46L0.2 -0.46L0.32 0.36L0.18 0.44L0.08 0.37L-0.04 0.45L-0.16 0.38L-0.32 0.44Z",
+                cloth, INK, stroke_linejoin="round")
+    sleeve = darker(cloth, 0.08)
+    sleeves = (path("M-0.19 -0.44L-0.42 -0.04L-0.34 0.08L-0.2 -0.14Z", sleeve, INK, stroke_linejoin="round")
+               + path("M0.19 -0.44L0.42 -0.04L0.34 0.08L0.2 -0.14Z", sleeve, INK, stroke_linejoin="round"))
+    stripes = "".join(polyline([(x, -0.4), (x * 1.45, 0.38)], lighter(cloth, 0.18), 0.02) for x in (-0.12, 0.12))
+    patches = (rect(-0.2, -0.12, 0.14, 0.13, "#e0a030", INK, transform="rotate(-8)")
+               + rect(0.06, 0.1, 0.15, 0.12, "#c0392b", INK, transform="rotate(6)")
+               + rect(-0.24, 0.22, 0.12, 0.1, "#2f6f8f", INK)
+               + rect(0.3, -0.08, 0.09, 0.08, "#e0a030", INK)
+               + polyline([(-0.17, -0.1), (-0.08, -0.1)], INK, 0.01, stroke_dasharray="0.02 0.015"))
+    collar = path("M-0.2 -0.46Q0.0 -0.36 0.2 -0.46L0.0 -0.16Z", lining, INK, stroke_linejoin="round")
+    return sleeves + body + stripes + patches + collar
+
+
+def _saddle() -> str:
+    """A Kazakh saddle: a high carved pommel and cantle, a felt pad, a stirrup hanging below."""
+    wood, pad = "#8a5a2e", "#a8323a"
+    return (path("M-0.5 0.0Q-0.46 0.22 0.0 0.22Q0.46 0.22 0.5 0.0L0.42 -0.04Q0.0 0.1 -0.42 -0.04Z", pad, INK)
+            + path("M-0.42 -0.04Q-0.44 -0.36 -0.3 -0.38Q-0.28 -0.16 -0.16 -0.06Q0.0 0.0 0.2 -0.06Q0.3 -0.26 0.4 -0.3"
+                   "Q0.46 -0.14 0.42 -0.04Q0.0 0.1 -0.42 -0.04Z", wood, INK, stroke_linejoin="round")
+            + path("M-0.3 -0.3Q-0.3 -0.14 -0.2 -0.08M0.34 -0.24Q0.3 -0.12 0.22 -0.08", None, GOLD, 0.03)
+            + "".join(circle(x, 0.1, 0.025, GOLD, INK) for x in (-0.3, 0.0, 0.3))
+            + polyline([(0.0, 0.18), (0.0, 0.36)], LEATHER, 0.03)
+            + path("M-0.07 0.36L0.07 0.36L0.05 0.46L-0.05 0.46Z", None, INK, 0.03, stroke_linejoin="round"))
+
+
+def _tymak() -> str:
+    """A fur tymak off the head (sold, swapped, a "golden bird" under it): Aldar's colours, a pointed
+    crown with its seams and knob, a thick scalloped fur brim and two ear flaps hanging down."""
+    hat, fur = "#8a5a2b", "#c9a36b"
+    flaps = "".join(path(f"M{x0} 0.05Q{x0 - side * 0.06} 0.34 {x0 + side * 0.1} 0.42Q{x0 + side * 0.2} 0.36 "
+                         f"{x0 + side * 0.16} 0.05Z", fur, INK) for x0, side in ((-0.36, 1), (0.36, -1)))
+    crown = path("M-0.32 0.02C-0.36 -0.26 -0.2 -0.46 0.02 -0.5C0.22 -0.44 0.36 -0.26 0.33 0.02Z", hat, INK)
+    seams = path("M0.02 -0.48Q-0.1 -0.22 -0.12 0.0M0.02 -0.48Q0.16 -0.22 0.18 0.0", None, darker(hat, 0.3), 0.025)
+    knob = circle(0.02, -0.5, 0.04, darker(hat, 0.25), INK)
+    brim = path("M-0.42 -0.02Q-0.3 -0.1 -0.15 -0.05Q0.0 -0.12 0.15 -0.05Q0.3 -0.1 0.42 -0.02L0.4 0.16"
+                "Q0.2 0.22 0.0 0.18Q-0.2 0.22 -0.4 0.16Z", fur, INK, stroke_linejoin="round")
+    return flaps + crown + seams + knob + brim
+
+
 def _coins() -> str:
     out = []
     for i, (x, y) in enumerate(((-0.3, 0.3), (0.0, 0.32), (0.3, 0.3), (-0.15, 0.18), (0.15, 0.18), (0.0, 0.06))):
@@ -145,10 +190,10 @@ def _bundle() -> str:
 DRAWINGS = {
     "golden_egg": _egg, "cauldron": _cauldron, "fur_coat": _fur_coat, "coins": _coins, "purse": _purse,
     "tea_bowl": _tea_bowl, "whip": _whip, "staff": _staff, "sack": _sack, "carpet": _carpet_rolled,
-    "bundle": _bundle,
+    "bundle": _bundle, "patched_coat": _patched_chapan, "saddle": _saddle, "tymak": _tymak,
 }  # fmt: skip
 HANGING = {"whip", "staff"}  # drawn from the grip, not centred on it
-CARRIED = {"fur_coat", "sack", "purse", "bundle", "carpet"}  # hang below a single hand
+CARRIED = {"fur_coat", "patched_coat", "sack", "purse", "bundle", "carpet", "saddle", "tymak"}  # hang below a single hand
 
 
 def draw_prop(prop: PropPlacement, width: int, height: int, ink: float) -> str:
@@ -161,6 +206,12 @@ def draw_prop(prop: PropPlacement, width: int, height: int, ink: float) -> str:
     x, y = prop.x * width, prop.y * height
     if kind in CARRIED and prop.grip == "one":
         y += scale * 0.4
+    tags = {"class_": "prop", "data_prop": kind, "data_kind": kind, "data_name": _attr(prop.name)}
     if kind in HANGING and prop.holder is None:  # lying on the ground
-        return group(body, place(x, y, scale, rotate=-80.0), stroke_width=n(ink / scale), class_="prop", data_prop=kind)
-    return group(body, place(x, y, scale), stroke_width=n(ink / scale), class_="prop", data_prop=kind)
+        return group(body, place(x, y, scale, rotate=-80.0), stroke_width=n(ink / scale), **tags)
+    return group(body, place(x, y, scale), stroke_width=n(ink / scale), **tags)
+
+
+def _attr(text: str) -> str:
+    """A story's prop name as an XML attribute value."""
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")

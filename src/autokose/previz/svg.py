@@ -215,3 +215,9 @@ def chord(poly: Sequence[Pt], origin: Pt, direction: Pt) -> tuple[Pt, Pt] | None
     if len(ts) < 2:
         return None
     return add(origin, direction, min(ts)), add(origin, direction, max(ts))
+
+
+def tag(markup: str, **extra) -> str:
+    """`markup` with attributes added to its outermost element (a figure drawn elsewhere, tagged here)."""
+    end = min(i for i in (markup.find(" "), markup.find(">")) if i > 0)
+    return markup[:end] + "".join(f' {_name(k)}="{v}"' for k, v in extra.items()) + markup[end:]

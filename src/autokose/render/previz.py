@@ -19,6 +19,7 @@ from autokose.previz.backgrounds import draw_background
 from autokose.previz.designs import PuppetDesign, design_for
 from autokose.previz.props import draw_prop
 from autokose.previz.puppets import draw_human, ink_width
+from autokose.previz.svg import tag
 from autokose.render import Frame, RenderSettings
 from autokose.staging import Figure, Layout
 from autokose.story import Story
@@ -78,7 +79,7 @@ def _draw_figure(figure: Figure, designs: dict[str, PuppetDesign], width: int, h
     design = designs.get(figure.id) or PuppetDesign()
     if not figure.keypoints:
         return draw_animal(figure, design, width, height, ink_width(figure.height * height))
-    return draw_human(figure, design, width, height, held)
+    return tag(draw_human(figure, design, width, height, held), data_kind=figure.kind)  # tools find figures by kind
 
 
 def _in_frame(figure: Figure) -> bool:

@@ -185,7 +185,8 @@ def canonical_pose(text: str) -> str:
 
 def canonical_emotion(text: str) -> str:
     word = text.strip().lower() or "neutral"
-    return word if word in table().emotions else (matchers()["emotions"].first(word) or word)
+    # never a word the word table lacks: the pipeline refuses a story with one (issue 10)
+    return word if word in table().emotions else (matchers()["emotions"].first(word) or "neutral")
 
 
 def canonical_prop(text: str) -> str:

@@ -47,6 +47,7 @@ class Move(_Data):
     shots: list[Shot] = Field(default_factory=list)
     core: bool = False
     insert: bool = False
+    not_at: list[str] = Field(default_factory=list, description="Settings where this cannot happen.")
 
     @model_validator(mode="after")
     def _blocking_is_for_the_cast(self) -> Move:
@@ -64,6 +65,10 @@ class Lexicon(_Data):
     reaction_places: dict[str, Position] = Field(
         default_factory=dict, description="Where a group reacting this way in the key moment stands.")
     moves: dict[Beat, list[Move]]
+    sells: list[str] = Field(
+        default_factory=list, description="Words saying Aldar sells or offers a thing: that thing is the lure.")
+    not_names: frozenset[str] = Field(
+        default_factory=frozenset, description="Capitalised sentence openers that are no custom name.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Lexicon:

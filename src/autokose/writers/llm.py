@@ -39,10 +39,12 @@ from autokose.writers.common import (
     CharacterDraft,
     StoryDraft,
     assemble_story,
+    canonical_prop,
     check_request,
     plan_beats,
     resolve_characters,
 )
+from autokose.writers.fidelity import cast_for_logline, logline_elements, missing_elements
 from autokose.writers.premise import Premise, character_matcher, read_premise
 
 log = logging.getLogger("autokose.writers")
@@ -127,6 +129,7 @@ class LLMWriter:
 
     def write(self, logline: str, *, scenes: int, seed: int, bible: Bible) -> Story:
         logline = check_request(logline, scenes, seed)
+        bible = cast_for_logline(logline_elements(logline, bible), bible)  # its wolf, its Жантык
         premise = read_premise(logline, bible)
         beats = plan_beats(scenes, random.Random(f"autokose-llm:{seed}:{logline}"))
         messages = [
@@ -139,7 +142,9 @@ class LLMWriter:
             try:
                 draft = parse_draft(reply, scenes=scenes, language=premise.language, bible=bible)
                 draft = complete_key_moment(draft, premise, bible)
-                return assemble_story(draft, logline=logline, language=premise.language, bible=bible, seed=seed)
+                story = assemble_story(draft, logline=logline, language=premise.language, bible=bible, seed=seed)
+                check_fidelity(story, logline, bible)
+                return story
             except (DraftError, InputError) as e:
                 problem = str(e)
                 log.info("LLM reply %d/%d rejected: %s", attempt, attempts, problem)
@@ -259,14 +264,27 @@ def parse_draft(reply: str, *, scenes: int, language: Language, bible: Bible) ->
     return draft
 
 
+def check_fidelity(story: Story, logline: str, bible: Bible) -> None:
+    """A DraftError naming what the logline names and the story still leaves out (a place the
+    repair cannot invent); the model is asked again, and the last answer's gap is the error."""
+    missing = missing_elements(story, logline, bible)
+    if missing:
+        said = ", ".join(f"{e.kind} '{e.words}' ({e.key})" for e in missing)
+        raise DraftError(f"the story leaves out what the logline names: {said}")
+
+
 def complete_key_moment(draft: StoryDraft, premise: Premise, bible: Bible) -> StoryDraft:
-    """Add to the trick scene anyone the logline names that the model left out."""
+    """Add to the trick scene anyone and anything the logline names that the model left out:
+    its characters (animals and custom names included) and its props."""
     who = character_matcher(bible)
     n = next(i for i, s in enumerate(draft.scenes) if s.beat == Beat.trick)
     scene = draft.scenes[n]
     present = {cid for c in scene.characters for cid in resolve_characters(c.id, bible, who)}
     missing = [cid for cid in [PROTAGONIST, *premise.characters] if cid not in present]
-    if not missing:
+    used = {canonical_prop(p) for s in draft.scenes for p in s.props}
+    used |= {canonical_prop(c.holds) for s in draft.scenes for c in s.characters if c.holds}
+    props = [p for p in premise.props if p not in used]
+    if not missing and not props:
         return draft
     added = []
     for cid in dict.fromkeys(missing):
@@ -274,7 +292,8 @@ def complete_key_moment(draft: StoryDraft, premise: Premise, bible: Bible) -> St
         added.append(CharacterDraft(id=cid, pose=said.pose or "stand", emotion=said.emotion or "neutral",
                                     holds=said.holds))
     scenes = list(draft.scenes)
-    scenes[n] = scene.model_copy(update={"characters": [*scene.characters, *added]})
+    scenes[n] = scene.model_copy(update={"characters": [*scene.characters, *added],
+                                         "props": [*scene.props, *props]})
     return draft.model_copy(update={"scenes": scenes})
 
 
@@ -296,6 +315,8 @@ RULES = """\
 Rules:
 - Exactly the requested number of scenes, one per beat of the beat plan, in order.
 - The logline is the key moment: make it the "trick" scene, with everyone it names in it.
+- Every animal, person, prop and place the logline names is in the story (animals and people
+  by their cast ids); who sells what to whom follows the logline.
 - Scenes follow from each other; captions never just repeat the logline.
 - Scene 1 is an establishing shot. Vary the shots; show the key prop once in an insert shot.
 - Times of day only move forward; a night tale stays at night.

@@ -12,6 +12,7 @@ always give the same story.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ from autokose.writers.common import (
     check_request,
     plan_beats,
 )
+from autokose.writers.fidelity import cast_for_logline, logline_elements
 from autokose.writers.lexicon import Mark, Move, lexicon
 from autokose.writers.premise import Premise, read_premise
 
@@ -69,6 +71,7 @@ class OfflineWriter:
         logline = check_request(logline, scenes, seed)
         if PROTAGONIST not in bible:
             raise InputError(f"the character bible has no '{PROTAGONIST}' (Aldar Köse is in every story)")
+        bible = cast_for_logline(logline_elements(logline, bible), bible)
         premise = read_premise(logline, bible)
         rng = random.Random(f"autokose-offline:{seed}:{logline}")
         tale = cast_tale(premise, bible, rng)
@@ -76,7 +79,7 @@ class OfflineWriter:
         moves = choose_moves(beats, tale, rng)
         local, english = voice(tale, bible, premise.language), voice(tale, bible, Language.en)
         drafts = direct_scenes(beats, moves, tale, local, english, rng)
-        title = sentence_case(local.fill(rng.choice(local.text["titles"])))
+        title = sentence_case(local.fill(rng.choice(titles(tale, local))))
         draft = StoryDraft(title=title, scenes=drafts)
         return assemble_story(draft, logline=logline, language=premise.language, bible=bible, seed=seed,
                               style=self.style)
@@ -90,7 +93,9 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
     named = [cid for cid in premise.characters if cid != PROTAGONIST]
     mark_id = pick_mark(named, bible)
     mark = lex.marks.get(mark_id) or Mark(home="aul", yard="aul")
-    household = mark.household or bible[mark_id].kind == "human"
+    # Someone the tale does not know keeps a household at home, not at the bazaar.
+    household = mark.household or (mark_id not in lex.marks and bible[mark_id].kind == "human"
+                                   and premise.setting != "bazaar")
     servants = lex.groups["servants"].members
     roles: dict[str, list[str]] = {"A": [PROTAGONIST], "M": [mark_id]}
     if all(s in bible for s in servants) and (household or any(s in named for s in servants)):
@@ -103,7 +108,11 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
     props = vocab.story_props
     lures = [p for p in premise.props if props[p].role == "lure"]
     pays = [p for p in premise.props if props[p].role == "payment"]
-    if lures:
+    sold = premise.sold if premise.sold in props and props[premise.sold].role in ("lure", "payment") else None
+    if sold:  # the logline says what Aldar sells: that is the lure, whatever it usually is
+        lure = sold
+        pays = [p for p in pays if p != sold]
+    elif lures:
         lure = lures[0]
     elif pays and props[pays[0]].pairs_with:
         lure = props[pays[0]].pairs_with
@@ -113,8 +122,10 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
         pay = pays[0]
     elif "horse" in named:
         pay = "horse"
+    elif props[lure].role == "lure" and props[lure].pairs_with:
+        pay = props[lure].pairs_with
     else:
-        pay = props[lure].pairs_with or "purse"
+        pay = "purse" if lure != "purse" else ("horse" if "horse" in bible else "fur_coat")
     if "horse" in bible and ("horse" in named or pay == "horse"):
         roles["H"] = ["horse"]
 
@@ -128,6 +139,13 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
         "approach": "road" if trick != "road" else "steppe",
         "away": "steppe" if trick != "steppe" else "road",
     }
+    # Other places the logline names: the road there, then the yard (or the room) of the encounters.
+    for other in [p for p in premise.settings if p not in (trick, inside, outside)][:2]:
+        if settings[other].interior:
+            slot = "inside"
+        else:
+            slot = "approach" if places["approach"] not in premise.settings else "outside"
+        places[slot] = other
     anchor = premise.time or mark.time or TimeOfDay.day
     return Tale(premise, roles, [cid for cid in named if cid not in taken], lure, pay, places, anchor)
 
@@ -153,7 +171,8 @@ def pick_mark(named: list[str], bible: Bible) -> str:
 
 
 def available_moves(beat: Beat, tale: Tale) -> list[Move]:
-    return [m for m in lexicon().moves.get(beat, []) if all(tale.has(r) for r in m.cast)]
+    return [m for m in lexicon().moves.get(beat, [])
+            if all(tale.has(r) for r in m.cast) and tale.places[m.place] not in m.not_at]
 
 
 def choose_moves(beats: list[Beat], tale: Tale, rng: random.Random) -> list[Move | None]:
@@ -173,7 +192,25 @@ def choose_moves(beats: list[Beat], tale: Tale, rng: random.Random) -> list[Move
         if beat == Beat.reveal and not any(m.insert for m in chosen.get(Beat.complication, [])):
             pool = [m for m in pool if m.insert] or pool
         chosen[beat] = _pick_in_order(pool, count, rng)
+    _ensure_payoff(chosen, tale)
     return [None if b == Beat.trick else chosen[b].pop(0) for b in beats]
+
+
+PAYOFF_MOVES = ("deal", "rides_off")  # the dupe hands over the payment; Aldar rides off with it
+
+
+def _ensure_payoff(chosen: dict[Beat, list[Move]], tale: Tale) -> None:
+    """Every trick pays off: the deal among the complications, else the ride away with the pay."""
+    if any(m.id in PAYOFF_MOVES for moves in chosen.values() for m in moves):
+        return
+    for beat, move_id in ((Beat.complication, "deal"), (Beat.resolution, "rides_off")):
+        picked = chosen.get(beat)
+        move = next((m for m in available_moves(beat, tale) if m.id == move_id), None)
+        if picked and move:
+            picked[-1] = move
+            order = [m.id for m in lexicon().moves[beat]]
+            picked.sort(key=lambda m: order.index(m.id))
+            return
 
 
 def _pick_in_order(pool: list[Move], count: int, rng: random.Random) -> list[Move]:
@@ -221,7 +258,7 @@ def voice(tale: Tale, bible: Bible, language: Language) -> Voice:
     horse = tale.pay == "horse" and "horse" in bible
     slots["pay"] = noun(bible["horse"].display_name(language) if horse else text["props"][tale.pay]["name"])
     lure = text["props"][tale.lure]
-    slots["P"] = noun(lure["name"])
+    slots["P"] = noun(lure.get("magic_name") or lure["name"])
     slots["claim"], slots["truth"] = lure["claim"], lure["truth"]
     slots["rumour"] = text["rumours"].get(tale.roles["M"][0], text["rumours"]["default"])
     return Voice(language, text, slots)
@@ -233,6 +270,7 @@ def direct_scenes(beats: list[Beat], moves: list[Move | None], tale: Tale, local
     times = time_track(beats, tale.anchor, rng)
     drafts: list[SceneDraft] = []
     insert_done = False
+    said: set[str] = set()  # every caption sentence so far: a board never says the same thing twice
     for n, (beat, move) in enumerate(zip(beats, moves, strict=True)):
         if move is None:
             setting, cast, props = tale.places["trick"], trick_cast(tale, english), [tale.lure, *tale.premise.props]
@@ -246,7 +284,8 @@ def direct_scenes(beats: list[Beat], moves: list[Move | None], tale: Tale, local
         insert_done = insert_done or shot == Shot.insert
         body = tell(move, cast, setting, tale, local)
         if previous is None or (previous.setting, previous.time) != (setting, times[n]):
-            body = f"{slug(setting, times[n], local)} {body}"
+            body = f"{slug(setting, times[n], local, said)} {body}".strip()
+        body = unrepeated(body, said)
         drafts.append(SceneDraft(
             beat=beat, setting=setting, time=times[n], characters=cast,
             props=[p for p in dict.fromkeys(props) if p], shot=shot, angle=choose_angle(beat, shot, rng),
@@ -304,10 +343,40 @@ def trick_cast(tale: Tale, voice: Voice) -> list[CharacterDraft]:
 def trick_caption(tale: Tale, cast: list[CharacterDraft], voice: Voice) -> str:
     """The lure sentence, then how the others react (a group present in full reacts as one)."""
     parts = [voice.fill(voice.text["trick"])]
-    for key, ids, group in reactions(tale, cast, voice):
-        line = voice.text["reactions"][key]["pl" if group else "sg"]
-        parts.append(voice.fill(line, X=voice.slots[group or ids[0]]) + ".")
+    for key, ids, group in merged_reactions(tale, cast, voice):
+        if group:
+            who, form = voice.slots[group], "pl"
+        elif len(ids) > 1:  # several react alike: one sentence, not "X leans in. Y leans in."
+            names = [str(voice.slots[cid]) for cid in ids]
+            joined = f"{', '.join(names[:-1])} {voice.text['and']} {names[-1]}"
+            who, form = Noun(joined, joined, joined, joined, joined), "pl"
+        else:
+            who, form = voice.slots[ids[0]], "sg"
+        parts.append(voice.fill(voice.text["reactions"][key][form], X=who) + ".")
     return " ".join(sentence_case(p) for p in parts)
+
+
+def merged_reactions(tale: Tale, cast: list[CharacterDraft], voice: Voice) -> list[tuple[str, list[str], str | None]]:
+    """`reactions`, with the single characters who react the same way joined into one entry."""
+    out: list[tuple[str, list[str], str | None]] = []
+    alike: dict[str, list[str]] = {}
+    for key, ids, group in reactions(tale, cast, voice):
+        if group:
+            out.append((key, ids, group))
+        elif key in alike:
+            alike[key].extend(ids)
+        else:
+            alike[key] = list(ids)
+            out.append((key, alike[key], None))
+    return out
+
+
+def titles(tale: Tale, voice: Voice) -> list[str]:
+    """Title templates: with someone the logline brings along (a camel, Улпан) when there is one,
+    so the title tells this logline's tale and not only the lure's."""
+    if tale.extras:
+        return [voice.fill(t, X=voice.slots[tale.extras[0]]) for t in voice.text["titles_with"]]
+    return voice.text["titles"]
 
 
 def reactions(tale: Tale, cast: list[CharacterDraft], voice: Voice) -> list[tuple[str, list[str], str | None]]:
@@ -334,10 +403,30 @@ def place(setting: str, voice: Voice) -> SimpleNamespace:
     return SimpleNamespace(**{k: voice.fill(v) for k, v in voice.text["settings"][setting].items()})
 
 
-def slug(setting: str, time: TimeOfDay, voice: Voice) -> str:
-    """The storyboard heading of a new place or time: "Юрта Бая, вечер."."""
-    heading = voice.text["slug"].format(place=place(setting, voice).name, time=voice.text["time_words"][time.value])
-    return sentence_case(heading)
+def slug(setting: str, time: TimeOfDay, voice: Voice, said: set[str] = frozenset()) -> str:
+    """The storyboard heading of a new place or time: "Юрта Бая, вечер."; coming back to a
+    place already headed, "Снова в юрте Бая." (or no heading, once that is said too)."""
+    here = place(setting, voice)
+    heading = sentence_case(voice.text["slug"].format(place=here.name, time=voice.text["time_words"][time.value]))
+    if heading in said:
+        heading = sentence_case(voice.text["slug_again"].format(place=here.at))
+    return "" if heading in said else heading
+
+
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][»”]))\s+(?=[^\W\d_«“])")
+
+
+def sentences(text: str) -> list[str]:
+    """A caption's sentences ("Юрта Бая, день.", "Алдар Косе смеётся.")."""
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]
+
+
+def unrepeated(caption: str, said: set[str]) -> str:
+    """The caption without sentences the board has already said (all of it if nothing else is left)."""
+    parts = sentences(caption)
+    fresh = [p for p in parts if p not in said]
+    said.update(parts)
+    return " ".join(fresh or parts)
 
 
 def speech(voice: Voice, role: str, line: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from autokose.bible import Bible
 from autokose.language import detect_language, words
@@ -36,6 +37,8 @@ class Premise:
     characters: list[str] = field(default_factory=list)  # bible ids, in order of first mention
     props: list[str] = field(default_factory=list)  # lexicon prop ids, in order of first mention
     setting: str | None = None
+    settings: list[str] = field(default_factory=list)  # every place named, in order (setting is the first)
+    sold: str | None = None  # the prop the logline says Aldar sells or offers (the lure), if it says so
     time: TimeOfDay | None = None
     directions: dict[str, Direction] = field(default_factory=dict)
 
@@ -65,7 +68,10 @@ def read_premise(logline: str, bible: Bible) -> Premise:
             premise.characters += [cid for cid in ids if cid not in premise.characters]
         found_props = [m.key for m in vocab["props"].scan(tokens)]
         premise.props += [p for p in found_props if p not in premise.props]
-        premise.setting = premise.setting or next((m.key for m in vocab["settings"].scan(tokens)), None)
+        places = [m.key for m in vocab["settings"].scan(tokens)]
+        premise.settings += [p for p in places if p not in premise.settings]
+        premise.setting = premise.setting or next(iter(places), None)
+        premise.sold = premise.sold or _sold(tokens, vocab["props"])
         if premise.time is None and (hit := next(iter(vocab["times"].scan(tokens)), None)):
             premise.time = TimeOfDay(hit.key)
         for cue in vocab["poses"].scan(tokens):
@@ -79,6 +85,22 @@ def read_premise(logline: str, bible: Bible) -> Premise:
                 d = premise.directions.setdefault(cid, Direction())
                 d.emotion = d.emotion or cue.key
     return premise
+
+
+@cache
+def _sell_matcher() -> Matcher:
+    return Matcher({"sell": lexicon().sells})
+
+
+def _sold(tokens: list[str], props: Matcher) -> str | None:
+    """The prop a selling word points at: the first after it, else (Kazakh verb last) the one before."""
+    sells = _sell_matcher().scan(tokens)
+    if not sells:
+        return None
+    found = props.scan(tokens)
+    after = [m.key for m in found if m.start >= sells[0].end]
+    before = [m.key for m in found if m.end <= sells[-1].start]
+    return (after or before[-1:] or [None])[0]
 
 
 def _members(key: str) -> list[str]:
