@@ -159,6 +159,8 @@ def test_russian_names_decline_by_the_regular_rules():
     assert (aisha.gen, aisha.acc, aisha.ins) == ("Айши", "Айшу", "Айшей")
     assert inflect("Алексей", "ru").dat == "Алексею"
     assert inflect("старый пастух", "ru").gen == "старый пастух"  # no rule guessed for phrases
+    assert inflect("Улпан", "ru").gen == "Улпан", "a woman's name ending in a consonant does not decline"
+    assert inflect("Мейрамгуль", "ru").dat == "Мейрамгуль" and inflect("Сарсен", "ru").gen == "Сарсена"
 
 
 @pytest.mark.parametrize("logline", [SHUBA, "Алдар Косе продаёт Баю волшебную шубу.",

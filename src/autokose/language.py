@@ -97,8 +97,8 @@ def _russian_name_cases(name: str) -> tuple[str, str, str, str] | None:
     ("Жантык" → "Жантыка", "Айша" → "Айши"); None for anything else (it stays as written).
 
     Custom names come from the logline, so no table can list them. A name ending in a consonant
-    is declined as a man's name: the logline does not say whose it is, and the masculine reading
-    is the common one in the tales.
+    is declined as a man's name (the logline does not say whose it is, and the masculine reading
+    is the common one in the tales) unless it is a known woman's name («у Улпан», not «у Улпана»).
     """
     if " " in name or not name[:1].isupper() or not all("\u0400" <= c <= "\u04ff" or c == "-" for c in name):
         return None
@@ -112,8 +112,24 @@ def _russian_name_cases(name: str) -> tuple[str, str, str, str] | None:
     if low == "й":
         return stem + "я", stem + "ю", stem + "я", stem + "ем"
     if low in "бвгдзклмнпрстфхжшчщцқғңһ":
+        if _feminine(name):  # a woman's name ending in a consonant does not decline: «у Улпан»
+            return name, name, name, name
         return name + "а", name + "у", name + "а", name + ("ем" if low in _RU_HUSHING else "ом")
     return None
+
+
+# Kazakh women's names that end in a consonant (and so would be declined as men's names), and
+# the endings that mark one. Not exhaustive: a name missing here reads as a man's.
+_FEMININE_NAMES = frozenset({
+    "улпан", "ұлпан", "айгерим", "айгерім", "жибек", "жібек", "баян", "карлыгаш", "қарлығаш", "гульнар", "гүлнар",
+    "айжан", "назым", "асем", "әсем", "аружан", "томирис", "тұмар", "шолпан", "акбота", "ақбота", "айман",
+})  # fmt: skip
+_FEMININE_ENDINGS = ("гуль", "гүл", "айым")
+
+
+def _feminine(name: str) -> bool:
+    low = name.lower()
+    return low in _FEMININE_NAMES or low.endswith(_FEMININE_ENDINGS)
 
 
 def _kazakh_case(phrase: str, case: str) -> str:
