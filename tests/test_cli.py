@@ -310,8 +310,8 @@ def _fake_fidelity(monkeypatch, elements, missing):
 
     calls = []
     fake = types.ModuleType("autokose.writers.fidelity")
-    fake.logline_elements = lambda logline, bible: list(elements)
-    fake.missing_elements = lambda story, logline, bible: calls.append(logline) or list(missing)
+    fake.logline_elements = lambda logline, bible: calls.append(logline) or list(elements)
+    fake.unused_elements = lambda story, found: list(missing)
     monkeypatch.setitem(sys.modules, "autokose.writers.fidelity", fake)
     monkeypatch.setattr(autokose.writers, "fidelity", fake, raising=False)
     return calls

@@ -79,9 +79,7 @@ def _build(board: Board, cfg: RunConfig, bible, manifest: dict, story: Story | N
 
         writer = get_writer(cfg.writer, **cfg.writer_options)
         story = timed("write", writer.write, cfg.logline or "", scenes=cfg.scenes, seed=cfg.seed, bible=bible)
-        fidelity = logline_fidelity(story, story.logline, bible)
-        if fidelity is not None:
-            manifest["logline"] = fidelity
+        manifest["logline"] = logline_fidelity(story, story.logline, bible)
 
     cfg = _checked_picks(cfg, story)
 
@@ -173,18 +171,14 @@ def check_blocking(story: Story, source: str = "story.json") -> None:
                                  f"{direction.emotion!r} (emotions: {', '.join(emotions)})")
 
 
-def logline_fidelity(story: Story, logline: str, bible) -> dict | None:
+def logline_fidelity(story: Story, logline: str, bible) -> dict:
     """What the logline names and what of it the story leaves out: one warning per missing element,
     and the manifest's `logline` record ({"elements": [...], "missing": [...]}), so nothing the
-    user named is dropped without a word. None while the writers have no fidelity module."""
-    try:
-        from autokose.writers import fidelity
-    except ModuleNotFoundError as e:
-        if e.name != "autokose.writers.fidelity":
-            raise
-        return None
-    elements = fidelity.logline_elements(logline, bible)
-    missing = fidelity.missing_elements(story, logline, bible)
+    user named is dropped without a word, whichever writer wrote the story."""
+    from autokose.writers.fidelity import logline_elements, unused_elements
+
+    elements = logline_elements(logline, bible)
+    missing = unused_elements(story, elements)
     for element in missing:
         log.warning("logline names %s (%s); the story does not use it", element.words, element.kind)
 

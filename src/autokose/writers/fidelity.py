@@ -87,8 +87,13 @@ def logline_elements(logline: str, bible: Bible) -> list[Element]:
 
 
 def missing_elements(story: Story, logline: str, bible: Bible) -> list[Element]:
-    """The logline's elements the story does not use: an animal or person not among its
-    characters, a prop in no scene, a place that is no scene's setting."""
+    """The logline's elements the story does not use (see `unused_elements`)."""
+    return unused_elements(story, logline_elements(logline, bible))
+
+
+def unused_elements(story: Story, elements: list[Element]) -> list[Element]:
+    """The `elements` the story does not use: an animal or person not among its characters, a
+    prop in no scene, a place that is no scene's setting."""
     ids = {c.id for c in story.characters}
     kinds = {c.kind for c in story.characters}
     names = {normalize(n) for c in story.characters for n in (c.name, *c.names.values(), *c.aliases)}
@@ -96,7 +101,7 @@ def missing_elements(story: Story, logline: str, bible: Bible) -> list[Element]:
              for p in (*s.props, *(b.holds for b in s.blocking.values() if b.holds))}
     settings = {_canonical(s.setting, "settings") for s in story.scenes}
     missing = []
-    for e in logline_elements(logline, bible):
+    for e in elements:
         if e.kind == "animal":
             ok = e.key in kinds or e.key in ids
         elif e.kind == "person":
