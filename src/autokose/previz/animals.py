@@ -7,7 +7,6 @@ y = 1, the body is centred on x = 0 and the head points right.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from functools import partial
@@ -307,9 +306,7 @@ def _neutral(d: PuppetDesign, walking: bool, ink: float) -> str:
 
 DRAWINGS = {"donkey": _donkey, "horse": _horse, "camel": _camel, "wolf": _wolf, "dog": _dog, "sheep": _sheep,
             "goat": _goat, "eagle": _eagle}  # fmt: skip
-NEUTRAL = "unknown"  # data-drawing of a kind the kit lacks
-_warned: set[str] = set()
-log = logging.getLogger("autokose")
+NEUTRAL = "unknown"  # data-drawing of a kind the kit lacks (the renderer warns about it)
 
 
 def draw_animal(fig: Figure, design: PuppetDesign, width: int, height: int, ink: float) -> str:
@@ -318,19 +315,8 @@ def draw_animal(fig: Figure, design: PuppetDesign, width: int, height: int, ink:
     if scale <= 0:
         return ""
     draw = DRAWINGS.get(fig.kind)
-    if draw is None:
-        warn_unknown(fig.kind)
     body = (draw or _neutral)(design, fig.pose in ("walk", "run"), ink / scale)
     x = (x0 + x1) / 2 * width
     return group(body, place(x, y1 * height - scale, scale, fig.facing), stroke_width=n(ink / scale),
                  class_="figure animal", data_character=fig.id, data_kind=fig.kind,
                  data_drawing=fig.kind if draw else NEUTRAL)
-
-
-def warn_unknown(kind: str) -> None:
-    """Once per kind per run: the board shows a grey stand-in, and the user should know why."""
-    if kind in _warned:
-        return
-    _warned.add(kind)
-    log.warning("previz has no drawing for kind %r: drawn as a neutral animal silhouette (drawn kinds: %s)",
-                kind, ", ".join(sorted(DRAWINGS)))

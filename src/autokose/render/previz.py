@@ -8,13 +8,14 @@ pixels do not depend on installed fonts.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 
 import resvg_py
 from PIL import Image
 
 from autokose.errors import InputError
-from autokose.previz.animals import draw_animal
+from autokose.previz.animals import DRAWINGS as ANIMAL_DRAWINGS, draw_animal
 from autokose.previz.backgrounds import draw_background
 from autokose.previz.designs import PuppetDesign, design_for
 from autokose.previz.props import draw_prop
@@ -24,12 +25,15 @@ from autokose.render import Frame, RenderSettings
 from autokose.staging import Figure, Layout
 from autokose.story import Story
 
+log = logging.getLogger("autokose")
+
 
 class PrevizRenderer:
     name = "previz"
 
     def __init__(self, settings: RenderSettings):
         self.settings = settings
+        self._warned: set[str] = set()  # kinds without a drawing, said once per renderer (one run)
 
     def render(self, story: Story, layouts: list[Layout], only: list[int],
                seeds: dict[int, int] | None = None) -> Iterator[Frame]:
@@ -45,9 +49,19 @@ class PrevizRenderer:
             if abs(layout.aspect - width / height) > 1e-3:  # staging is the pipeline's (layouts.json), not ours
                 raise InputError(f"previz: scene {index} was staged for frames of aspect {layout.aspect:.3f}, "
                                  f"not {width}x{height}")
+            self._warn_undrawn(layout)
             svg = scene_svg(layout, designs, width, height, seed)
             yield Frame(index=index, image=rasterise(svg), seed=seed, svg=svg,
                         meta={"renderer": self.name, "width": width, "height": height})
+
+
+    def _warn_undrawn(self, layout: Layout) -> None:
+        """The kit draws an animal kind it lacks as a grey stand-in: say so, once per kind and run."""
+        for fig in layout.figures:
+            if not fig.keypoints and fig.kind not in ANIMAL_DRAWINGS and fig.kind not in self._warned:
+                self._warned.add(fig.kind)
+                log.warning("previz has no drawing for kind %r: drawn as a neutral animal silhouette "
+                            "(drawn kinds: %s)", fig.kind, ", ".join(sorted(ANIMAL_DRAWINGS)))
 
 
 def scene_svg(layout: Layout, designs: dict[str, PuppetDesign], width: int, height: int, seed: int) -> str:
