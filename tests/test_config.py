@@ -106,3 +106,20 @@ def test_a_saved_side_is_kept_when_the_other_is_given():
     base = resolve(None, {"width": 800, "height": 600})
     render = resolve(base, {"width": 400}).render
     assert (render.width, render.height) == (400, 600)
+
+
+def test_saved_switches_and_ranges_are_announced_as_the_options_that_give_them(caplog):
+    """Off switches and comma-separated settings come back as flags a user can paste."""
+    first = resolve(None, {"logline": "x", "model": "m", "regional": False, "consistency_masked": False,
+                           "consistency_steps": "0,0.6", "consistency_blocks": "down,up", "reroll_on_swap": False})
+    d = first.render.diffusion
+    assert (d.regional, d.consistency_masked, d.consistency_steps, d.consistency_blocks) == (
+        False, False, (0.0, 0.6), ["down", "up"])
+    assert first.quality.reroll_on_swap is False
+    again = RunConfig.model_validate(json.loads(first.model_dump_json()))  # as the manifest stores it
+    with caplog.at_level(logging.WARNING, logger="autokose"):
+        cfg = resolve(again, {"logline": "x"})
+    assert cfg.render.diffusion.consistency_steps == (0.0, 0.6) and cfg.quality.reroll_on_swap is False
+    for flag in ("--no-regional", "--consistency-all", "--consistency-steps 0.0,0.6", "--consistency-blocks down,up",
+                 "--no-reroll-on-swap"):
+        assert flag in caplog.text, flag

@@ -325,15 +325,17 @@ def render_pixels(model, story, **options) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch_size, changed, watched", [
-    (3, 3, 1),  # one batch: frame 3's prompt reaches frame 1
-    (2, 1, 3),  # batches [1, 2] then [3]: frame 1 reaches frame 3 through the bank
+@pytest.mark.parametrize("batch_size, changed, watched, masked", [
+    (3, 3, 1, False),  # one batch: frame 3's prompt reaches frame 1
+    (2, 1, 3, False),  # batches [1, 2] then [3]: frame 1 reaches frame 3 through the bank
+    # masked: frame 2 (Aldar and the Bai) reaches frame 3 (the Bai) through the bank, by the Bai's box
+    (2, 2, 3, True),
 ])
 def test_renderer_another_frames_prompt_reaches_this_frame_only_with_consistency(tiny_model, batch_size, changed,
-                                                                                 watched):
+                                                                                 watched, masked):
     a, b = board(changed, "a storyboard sketch of the steppe and a hat"), board(changed, "the man and the yurt")
     for rate in (0.0, 0.5):
-        pa = render_pixels(tiny_model, a, consistency=rate, batch_size=batch_size)
-        pb = render_pixels(tiny_model, b, consistency=rate, batch_size=batch_size)
+        pa = render_pixels(tiny_model, a, consistency=rate, batch_size=batch_size, consistency_masked=masked)
+        pb = render_pixels(tiny_model, b, consistency=rate, batch_size=batch_size, consistency_masked=masked)
         assert (pa[changed] != pb[changed]).any()
         assert (pa[watched] != pb[watched]).any() == (rate > 0), f"consistency {rate}, batch size {batch_size}"

@@ -100,9 +100,11 @@ def previz_reference(tmp_path_factory) -> tuple[Path, float]:
 
 
 def _previz_points():
+    # Fractions of the reference run's wall time, which ran cold (first imports, font caches): a
+    # warm run can be 15% quicker, so a point near the end could come after the run has ended.
     rng = random.Random(RNG_SEED)
     return [("first_frame", 1), ("three_frames", 3),
-            ("random_a", rng.uniform(0.25, 0.9)), ("random_b", rng.uniform(0.25, 0.9))]
+            ("random_a", rng.uniform(0.2, 0.65)), ("random_b", rng.uniform(0.2, 0.65))]
 
 
 @pytest.mark.parametrize("name,point", _previz_points(), ids=[p[0] for p in _previz_points()])

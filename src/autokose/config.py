@@ -52,10 +52,14 @@ class RunConfig(BaseModel):
 
 # Options of a run that belong to that run alone: never taken over from the saved settings.
 PER_RUN = ("stages", "only", "exports")
-QUALITY = ("best_of", "min_identity", "reroll_budget", "clip_model")
+QUALITY = ("best_of", "min_identity", "reroll_budget", "reroll_on_swap", "clip_model")
 SIZE = ("width", "height")
 # Command-line names of diffusion options whose RenderSettings.diffusion key differs.
 DIFFUSION_KEYS = {"lora": "loras", "model_config": "model_config_dir"}
+# Settings the command line gives as one comma-separated value ("0,0.6", "down,up").
+COMMA_SEPARATED = ("consistency_steps", "consistency_blocks")
+# Switches whose off form is not --no-NAME.
+OFF_SWITCHES = {"consistency_masked": "--consistency-all"}
 
 
 def saved(board) -> RunConfig | None:
@@ -145,5 +149,9 @@ def _flag(key: str, value) -> str:
     name = "--" + {v: k for k, v in DIFFUSION_KEYS.items()}.get(key, key).replace("_", "-")
     if value is True:
         return name
+    if value is False:  # a switch that defaults on: --regional/--no-regional
+        return OFF_SWITCHES.get(key, "--no-" + name.removeprefix("--"))
+    if key in COMMA_SEPARATED:
+        return f"{name} {','.join(str(v) for v in value)}"
     values = value if isinstance(value, list) else [value]
     return " ".join(f"{name} {v}" for v in values)

@@ -11,6 +11,7 @@ Text only: encoding the text for a model is `autokose.prompt_embeds`.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from autokose.story import Angle, Blocking, Character, Scene, Shot, Story, TimeOfDay
 from autokose.vocabulary import table
@@ -19,12 +20,14 @@ DEFAULT_STYLE: str = Story.model_fields["style"].default
 _BEARDED = re.compile(r"\b(beard|moustache|mustache)\b", re.IGNORECASE)
 
 
-def scene_prompt(scene: Scene, cast: dict[str, Character], style: str = DEFAULT_STYLE) -> str:
+def scene_prompt(scene: Scene, cast: dict[str, Character], style: str = DEFAULT_STYLE,
+                 without: Collection[str] = ()) -> str:
     """The English SD prompt of a scene, built only from the bible and the scene's fields.
 
     Order: style, framing, place and light, then each character (trigger token, appearance,
     pose and expression) left to right, then props nobody holds. An insert shot describes the
-    prop and whose hands hold it instead of full figures.
+    prop and whose hands hold it instead of full figures. The characters in `without` are left
+    out (their words are their regions' prompts, `character_prompt`), and so are the props they hold.
     """
     words = table().prompt
     parts = [style, words.shots[scene.shot]]
@@ -40,13 +43,18 @@ def scene_prompt(scene: Scene, cast: dict[str, Character], style: str = DEFAULT_
         if hands:
             parts.append(f"in the hands of {', '.join(hands)}")
         return _join(parts)
-    for n, cid in enumerate(scene.characters):
-        if scene.shot == Shot.close_up and n > 0:
-            parts.append(f"{cast[cid].trigger or cast[cid].name} in the background")
-        else:
-            parts.append(character_words(cast[cid], scene.direction(cid)))
+    for cid in scene.characters:
+        if cid not in without:
+            parts.append(_figure_words(scene, cast, cid))
     parts += [prop_words(p) for p in scene.props if p not in held]
     return _join(parts)
+
+
+def _figure_words(scene: Scene, cast: dict[str, Character], cid: str) -> str:
+    """A character's words in a frame: the whole figure, or only its token behind a close-up's first."""
+    if scene.shot == Shot.close_up and scene.characters.index(cid) > 0:
+        return f"{cast[cid].trigger or cast[cid].name} in the background"
+    return character_words(cast[cid], scene.direction(cid))
 
 
 def negative_prompt(scene: Scene, cast: dict[str, Character]) -> str:
@@ -109,11 +117,76 @@ def build_prompt(story: Story, scene: Scene, triggers: dict[str, str] | None = N
     return scene_prompt(scene, _cast(story, triggers), story.style)
 
 
+def shared_prompt(story: Story, scene: Scene, triggers: dict[str, str] | None = None,
+                  regional: Collection[str] = ()) -> str:
+    """A frame's shared prompt when the characters in `regional` have regions of their own.
+
+    The prompt without those characters' words (style, framing, setting, light, the other
+    characters, loose props): each region carries its character's words (`character_prompt`),
+    so one character's trigger and appearance do not bleed onto another. A written scene prompt
+    is used as written (`build_prompt`); its regions then get no words of their own.
+    """
+    if scene.prompt.strip():
+        return scene.prompt
+    triggers = {cid: t for cid, t in (triggers or {}).items() if t}
+    return scene_prompt(scene, _cast(story, triggers), story.style, without=set(regional))
+
+
+def character_prompt(story: Story, scene: Scene, cid: str, triggers: dict[str, str] | None = None) -> str:
+    """A character's own words in a frame, for its region: trigger, appearance, pose, expression.
+
+    Empty when the scene's prompt is written (it is used as written, `build_prompt`), for an
+    insert shot (its prompt names the hands, not figures) and for a character not in the scene.
+    """
+    if scene.prompt.strip() or scene.shot == Shot.insert or cid not in scene.characters:
+        return ""
+    triggers = {k: t for k, t in (triggers or {}).items() if t}
+    return _figure_words(scene, _cast(story, triggers), cid)
+
+
 def build_negative(story: Story, scene: Scene, extra: str = "") -> str:
     """The scene's negative prompt (the writer's when empty) plus `extra`, without repeated terms."""
     base = scene.negative_prompt.strip() or negative_prompt(scene, _cast(story, {}))
     terms: list[str] = []
     for term in (t.strip() for t in f"{base},{extra}".split(",")):
+        if term and term.lower() not in (t.lower() for t in terms):
+            terms.append(term)
+    return ", ".join(terms)
+
+
+# -- a character sheet's prompts (autokose.render.sheet) ------------------------------------
+
+# The turnaround's camera words, by view turn: what tells the model which side of the figure to draw.
+SHEET_TURNS = {
+    "front": "front view, facing the viewer",
+    "three_quarter_left": "three-quarter view from the left",
+    "three_quarter_right": "three-quarter view from the right",
+    "profile": "side profile view",
+    "back": "back view, seen from behind",
+}
+SHEET_STYLE = "character sheet, single character, plain light background"
+
+
+def sheet_prompt(character: Character, turn: str, emotion: str = "neutral", close_up: bool = False,
+                 style: str = DEFAULT_STYLE) -> str:
+    """The prompt of one view of a character sheet: who (trigger, appearance), from which side, with
+    which face. Full-body views stand (the pose the OpenPose control draws); expression views are
+    face close-ups, so the expression words carry the view."""
+    words = table().prompt
+    framing = "face close-up, head and shoulders" if close_up else "full body, head to toe"
+    parts = [style, SHEET_STYLE, SHEET_TURNS[turn], framing, character.trigger, character.appearance or character.name]
+    if not close_up:
+        parts.append(words.poses["stand"])
+    if character.kind in ("human", "spirit") and emotion:
+        parts.append(words.emotions.get(emotion, f"{emotion} expression"))
+    return _join(parts)
+
+
+def sheet_negative(character: Character, extra: str = "") -> str:
+    """A sheet view's negative prompt: the writer's generic one for this character alone, plus `extra`."""
+    base = negative_prompt(Scene(index=1, characters=[character.id]), {character.id: character})
+    terms: list[str] = []
+    for term in (t.strip() for t in f"{base},{extra},duplicate figures, several people".split(",")):
         if term and term.lower() not in (t.lower() for t in terms):
             terms.append(term)
     return ", ".join(terms)

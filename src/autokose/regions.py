@@ -54,6 +54,19 @@ def region_masks(layout: Layout | None, ids: list[str], width: int, height: int)
     return {cid: box_mask(boxes.get(cid), width, height) for cid in ids}
 
 
+def token_grid(latent: tuple[int, int], tokens: int) -> tuple[int, int] | None:
+    """The h x w grid of a UNet layer with `tokens` positions, for a latent of `latent` (h, w).
+
+    Diffusers halves the latent with ceil at each down block (27 -> 14 -> 7), so the grid is
+    found by halving until the count fits; None when `tokens` is no grid of it (e.g. tokens
+    lent by consistent self-attention). Region masks and subject labels are resized to it.
+    """
+    h, w = latent
+    while h * w > tokens and (h, w) != (1, 1):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return (h, w) if h * w == tokens else None
+
+
 def crop_box(image, box: Box, margin: float = 0.05):
     """The part of a PIL `image` inside a normalised box, enlarged by `margin` of its size; None if
     under 2 pixels a side (nothing a model could measure)."""

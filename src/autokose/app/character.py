@@ -1,4 +1,5 @@
-"""`autokose character ...`: train a character's LoRA from reference images, inspect its card.
+"""`autokose character ...`: train a character's LoRA from reference images, inspect its card,
+draw its sheet (turnaround and expressions: `autokose.render.sheet`).
 
 A thin shell like cli.py: `cast.train.training_config` builds the run (bible entry, absolute
 paths), `cast.train.train_character` trains; this file parses options and draws progress.
@@ -12,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from autokose.app.terminal import console, literal, user_errors
+from autokose.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and inspect character identity assets.")
 
@@ -113,6 +115,81 @@ def show(
     for label, value in card_summary(data):
         table.add_row(literal(label), literal(value))
     Console(highlight=False).print(table)
+
+
+@app.command()
+def sheet(
+    character: Annotated[str, typer.Argument(help="Character id from the bible (aldar, bai, ...).")],
+    out: Annotated[Path, typer.Option(help="Sheet folder to write (views/, sheet.png, sheet.json).", rich_help_panel="Output")],
+    model: Annotated[Optional[str], typer.Option(help="SD 1.5/SDXL: HF repo id, diffusers folder or .safetensors file. Omit for previz.", rich_help_panel="Diffusion")] = None,
+    characters: Annotated[Optional[Path], typer.Option(help="Character bible YAML that overrides/extends the built-in cast.", rich_help_panel="Identity")] = None,
+    views: Annotated[Optional[str], typer.Option(help="Comma-separated views to draw (default: all): front, three_quarter_left, "
+                                                      "three_quarter_right, profile, back, neutral, smiling, surprised, angry.", rich_help_panel="Output")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every view (one seed: the same noise under each pose).", rich_help_panel="Diffusion")] = 0,
+    width: Annotated[Optional[int], typer.Option(help="View width in pixels (default: 384 previz, 512 SD 1.5, 832 SDXL).", rich_help_panel="Output")] = None,
+    height: Annotated[Optional[int], typer.Option(help="View height in pixels (default: 576 previz, 768 SD 1.5, 1216 SDXL).", rich_help_panel="Output")] = None,
+    lora: Annotated[Optional[list[str]], typer.Option(help="LoRA file[:weight]; repeatable (the character's own LoRA is added unless given here).", rich_help_panel="Identity")] = None,
+    ip_adapter: Annotated[Optional[str], typer.Option(help="IP-Adapter (h94 name or file): the character's references condition the figure.", rich_help_panel="Identity")] = None,
+    ip_adapter_scale: Annotated[Optional[float], typer.Option(help="IP-Adapter scale.", rich_help_panel="Identity")] = None,
+    controlnet: Annotated[Optional[str], typer.Option(help="OpenPose ControlNet that turns the figure (HF id, folder or file).", rich_help_panel="Identity")] = None,
+    controlnet_scale: Annotated[Optional[float], typer.Option(help="ControlNet conditioning scale.", rich_help_panel="Identity")] = None,
+    vae: Annotated[Optional[str], typer.Option(help="Separate VAE (HF id, folder or file).", rich_help_panel="Diffusion")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim or lcm.", rich_help_panel="Diffusion")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps.", rich_help_panel="Diffusion")] = None,
+    cfg: Annotated[Optional[float], typer.Option("--cfg", help="Classifier-free guidance scale.", rich_help_panel="Diffusion")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda, cpu or mps (default: best available).", rich_help_panel="Diffusion")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU).", rich_help_panel="Diffusion")] = None,
+    low_vram: Annotated[Optional[bool], typer.Option("--low-vram", help="8–12 GB cards: model CPU offload, VAE slicing and tiling.", rich_help_panel="Diffusion")] = None,
+    model_config: Annotated[Optional[str], typer.Option(help="Diffusers config folder for a single-file --model.", rich_help_panel="Diffusion")] = None,
+    force: Annotated[bool, typer.Option(help="Write into a non-empty OUT that holds no sheet (only the sheet's files are replaced).", rich_help_panel="Output")] = False,
+) -> None:
+    """Draw CHARACTER's sheet: a turnaround and expressions, each view alone, sheet.png and sheet.json."""
+    from rich.text import Text
+
+    from autokose.bible import load_bible
+    from autokose.config import DIFFUSION_KEYS
+    from autokose.render.diffusion.settings import DiffusionSettings
+    from autokose.render.sheet import character_assets, plan_sheet, references_yaml, write_sheet
+
+    given = dict(model=model, lora=lora, ip_adapter=ip_adapter, ip_adapter_scale=ip_adapter_scale,
+                 controlnet=controlnet, controlnet_scale=controlnet_scale, vae=vae, scheduler=scheduler, steps=steps,
+                 cfg=cfg, device=device, dtype=dtype, low_vram=low_vram, model_config=model_config)
+    diffusion = {DIFFUSION_KEYS.get(k, k): v for k, v in given.items() if v is not None and v != []}
+    with user_errors():
+        if diffusion and not model:
+            raise InputError("diffusion options need --model (a HF repo id, a diffusers folder or a .safetensors file)")
+        settings = DiffusionSettings.from_render(diffusion) if model else None
+        char, assets = character_assets(load_bible(characters), character)
+        plan = plan_sheet(char, assets, diffusion=settings, seed=seed, width=width, height=height,
+                          views=[v.strip() for v in views.split(",") if v.strip()] if views else None)
+        with _view_progress(console, len(plan.views)) as progress:
+            data = write_sheet(plan, out, force=force, progress=progress)
+    console.print(Text("sheet written:", style="green"),
+                  literal(f"{out}  ({len(data['views'])} views, {data['renderer']}; open {out / 'sheet.png'})"),
+                  highlight=False, soft_wrap=True)
+    if data["references"]:
+        console.print(literal(f"use the views as {character}'s references: put these lines in your --characters YAML"),
+                      highlight=False, soft_wrap=True)
+        typer.echo(references_yaml(out, data))
+
+
+class _view_progress:
+    """A rich bar over the views on a terminal; nothing otherwise."""
+
+    def __init__(self, console, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("views"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, disable=not console.is_terminal)
+        self.total = total
+
+    def __enter__(self):
+        self.bar.__enter__()
+        task = self.bar.add_task("views", total=self.total)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
 
 
 class _training_progress:

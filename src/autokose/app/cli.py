@@ -111,7 +111,8 @@ def frame_side(value: int | None) -> int | None:
 
 
 # `--help` panels: each option under the question it answers, so names fit in 80 columns.
-STORY, DIFFUSION, IDENTITY, QUALITY, OUTPUT = "Story", "Diffusion", "Identity", "Quality", "Output"
+STORY, DIFFUSION, IDENTITY, CONSISTENCY, QUALITY, OUTPUT = ("Story", "Diffusion", "Identity", "Consistency",
+                                                       "Quality", "Output")
 
 # Options shared by `story` and `render`: everything that decides the pixels.
 Model = Annotated[Optional[str], typer.Option(help="SD 1.5/SDXL: HF repo id, diffusers folder or .safetensors file. Omit for previz.", rich_help_panel=DIFFUSION)]
@@ -123,7 +124,13 @@ ControlNet = Annotated[Optional[str], typer.Option(help="OpenPose ControlNet (HF
 ControlScale = Annotated[Optional[float], typer.Option(help="ControlNet conditioning scale.", rich_help_panel=IDENTITY)]
 Lineart = Annotated[Optional[str], typer.Option(help="Lineart ControlNet fed previz lines (HF id, folder or file).", rich_help_panel=IDENTITY)]
 LineartScale = Annotated[Optional[float], typer.Option(help="Lineart ControlNet conditioning scale (default 0.6).", rich_help_panel=IDENTITY)]
-Consistency = Annotated[Optional[float], typer.Option(help="Consistent self-attention sampling rate across frames (0 = off).", rich_help_panel=IDENTITY)]
+# Keeping each face across frames and apart inside a frame (own panel: the switch names are long).
+Consistency = Annotated[Optional[float], typer.Option(help="Share self-attention tokens across frames at this rate (0 = off).", rich_help_panel=CONSISTENCY)]
+ConsistencyMasked = Annotated[Optional[bool], typer.Option("--consistency-masked/--consistency-all", help="Share only inside the same character's box, or all tokens (default masked).", rich_help_panel=CONSISTENCY)]
+ConsistencySteps = Annotated[Optional[str], typer.Option(help="Steps that share, as fractions: START,END (default 0,1).", rich_help_panel=CONSISTENCY)]
+ConsistencyBlocks = Annotated[Optional[str], typer.Option(help="UNet blocks that share: down, mid, up (default up).", rich_help_panel=CONSISTENCY)]
+Regional = Annotated[Optional[bool], typer.Option("--regional/--no-regional", help="Each character's words and LoRA act in its own box (default on).", rich_help_panel=CONSISTENCY)]
+RegionalBase = Annotated[Optional[float], typer.Option(help="Weight of the shared prompt inside a box, 0-1 (default 0.25).", rich_help_panel=CONSISTENCY)]
 Scheduler = Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim or lcm.", rich_help_panel=DIFFUSION)]
 Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.", rich_help_panel=DIFFUSION)]
 Cfg = Annotated[Optional[float], typer.Option("--cfg", help="Classifier-free guidance scale.", rich_help_panel=DIFFUSION)]
@@ -140,14 +147,16 @@ BestOf = Annotated[int, typer.Option(help="Draw K candidates per frame and keep 
                                           "faces of characters with reference images, or a --clip-model; else seed order decides.",
                                      rich_help_panel=QUALITY)]
 MinIdentity = Annotated[Optional[float], typer.Option(help="Re-roll frames whose identity score is below this.", rich_help_panel=QUALITY)]
+RerollOnSwap = Annotated[Optional[bool], typer.Option("--reroll-on-swap/--no-reroll-on-swap", help="Scored candidates where one character has another's face rank last and are re-rolled (default on).", rich_help_panel=QUALITY)]
 ClipModel = Annotated[Optional[str], typer.Option(help="CLIP model for scoring (HF id or folder).", rich_help_panel=QUALITY)]
 Stages = Annotated[Optional[str], typer.Option(help="Comma-separated stages to run, of: write, cast, stage, render, score, export.",
                                                callback=parse_stages, rich_help_panel=OUTPUT)]
 
 # The options above that decide pixels, shared by `story` and `render`.
 RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
-                  "lineart", "lineart_scale", "consistency", "scheduler", "steps", "cfg", "width", "height", "device",
-                  "dtype", "low_vram", "model_config", "batch_size")
+                  "lineart", "lineart_scale", "consistency", "consistency_masked", "consistency_steps", "consistency_blocks",
+                  "regional", "regional_base", "scheduler", "steps", "cfg", "width", "height", "device", "dtype",
+                  "low_vram", "model_config", "batch_size")
 
 
 @app.command()
@@ -167,11 +176,14 @@ def story(
     llm_config: Annotated[Optional[Path], typer.Option(help="TOML/YAML file with base_url, model, api_key, timeout.", rich_help_panel=STORY)] = None,
     model: Model = None, vae: Vae = None, lora: Lora = None, ip_adapter: IpAdapter = None, ip_adapter_scale: IpScale = None,
     controlnet: ControlNet = None, controlnet_scale: ControlScale = None, lineart: Lineart = None,
-    lineart_scale: LineartScale = None, consistency: Consistency = None,
+    lineart_scale: LineartScale = None, consistency: Consistency = None, consistency_masked: ConsistencyMasked = None,
+    consistency_steps: ConsistencySteps = None, consistency_blocks: ConsistencyBlocks = None,
+    regional: Regional = None, regional_base: RegionalBase = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
     model_config: ModelConfig = None, batch_size: BatchSize = None,
-    best_of: BestOf = 1, min_identity: MinIdentity = None, clip_model: ClipModel = None,
+    best_of: BestOf = 1, min_identity: MinIdentity = None, reroll_on_swap: RerollOnSwap = None,
+    clip_model: ClipModel = None,
 ) -> None:
     """Write a story from LOGLINE and draw its storyboard."""
     from autokose.board import Board
@@ -185,6 +197,7 @@ def story(
         overrides = dict(options, logline=logline, scenes=scenes, seed=seed, writer=writer,
                          writer_options=writer_options, characters_file=str(characters) if characters else None,
                          best_of=best_of if best_of != 1 else None, min_identity=min_identity,
+                         reroll_on_swap=reroll_on_swap,
                          clip_model=clip_model, stages=stages or list(STAGES))
         cfg_ = resolve(saved(Board(out)) if resume and not force else None, overrides)  # checks the logline too
         with stage_progress() as progress:
@@ -201,11 +214,14 @@ def render(
     stages: Stages = None,
     model: Model = None, vae: Vae = None, lora: Lora = None, ip_adapter: IpAdapter = None, ip_adapter_scale: IpScale = None,
     controlnet: ControlNet = None, controlnet_scale: ControlScale = None, lineart: Lineart = None,
-    lineart_scale: LineartScale = None, consistency: Consistency = None,
+    lineart_scale: LineartScale = None, consistency: Consistency = None, consistency_masked: ConsistencyMasked = None,
+    consistency_steps: ConsistencySteps = None, consistency_blocks: ConsistencyBlocks = None,
+    regional: Regional = None, regional_base: RegionalBase = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
     model_config: ModelConfig = None, batch_size: BatchSize = None,
-    best_of: BestOf = 1, min_identity: MinIdentity = None, clip_model: ClipModel = None,
+    best_of: BestOf = 1, min_identity: MinIdentity = None, reroll_on_swap: RerollOnSwap = None,
+    clip_model: ClipModel = None,
 ) -> None:
     """Re-render a board from its story.json (after editing a scene), with the settings in its manifest."""
     from autokose.board import Board
@@ -219,6 +235,7 @@ def render(
         story_ = Story.load(story_json)
         board = Board(story_json.parent)
         overrides = dict(options, picks=picks, best_of=best_of if best_of != 1 else None, min_identity=min_identity,
+                         reroll_on_swap=reroll_on_swap,
                          clip_model=clip_model, stages=stages or [s for s in STAGES if s != "write"], only=only)
         cfg_ = resolve(saved(board), overrides)
         with stage_progress() as progress:

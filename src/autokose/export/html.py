@@ -28,7 +28,8 @@ JPEG_QUALITY = 90
 # Summary keys the page puts into words (autokose.score writes them); others are listed as they are.
 SUMMARY_KEYS = frozenset({"protagonist", "frames", "frames_ok", "frames_low", "frames_none", "mean_identity",
                           "min_identity", "worst_frame", "protagonist_consistency", "face_model", "face_threshold",
-                          "clip_model", "clip_t_mean", "note"})
+                          "clip_model", "clip_t_mean", "note", "id_swaps", "id_swap_faces", "id_swap_rate",
+                          "id_swap_margin"})
 
 CSS = """
 *{box-sizing:border-box}
@@ -230,6 +231,9 @@ def _identity_line(summary: dict, story: Story, labels: Labels) -> str:
         parts.append(f"{labels['score.protagonist_consistency']} {name} {summary['protagonist_consistency']:.2f}")
     if _is_number(summary.get("clip_t_mean")):
         parts.append(f"CLIP-T {summary['clip_t_mean']:.2f}")
+    swaps, faces = summary.get("id_swaps"), summary.get("id_swap_faces")
+    if isinstance(swaps, int) and isinstance(faces, int) and faces > 0:  # faces of one character worn by another
+        parts.append(f"{labels['score.id_swaps']} {swaps}/{faces}")
     return escape(" · ".join(parts))
 
 

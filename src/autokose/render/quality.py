@@ -12,6 +12,11 @@ candidate K of scene S) and raising `--best-of` cost only what is new.
                         at most `reroll_budget` more per frame
     --pick S=K          keep candidate K of scene S whatever the scores
 
+An ID swap (one character's face is another's, `autokose.score.swap`) is worse than any score:
+with `reroll_on_swap` (the default) a candidate with a swap ranks below every candidate without
+one, and a frame whose best candidate still has a swap is re-rolled like a frame below
+`--min-identity`, within the same budget, whenever the loop scores (best-of-K or min-identity).
+
 The default scorer (`autokose.score.IdentityScorer`) measures each character against their
 references (card centroid, reference images) and, for characters without any, against the
 character in the first candidates of the board's other scenes. A frame whose first candidate
@@ -54,11 +59,17 @@ class QualitySettings(BaseModel):
     reroll_budget: int = Field(4, ge=0, le=64)
     picks: dict[int, int] = Field(default_factory=dict, description="scene index → candidate to keep")
     clip_model: str | None = None
+    reroll_on_swap: bool = Field(True, description="a candidate where one character's face is another's (an ID "
+                                                   "swap) ranks below any without one and is re-rolled, within "
+                                                   "reroll_budget, when the loop scores candidates")
 
 
 # Higher is better; None when the frame cannot be scored. A scorer may also have
 # `anchor(frames: list[tuple[Frame, Scene, Layout]])`: the loop calls it once with the first
-# candidate of every frame before scoring any, so it can score against the rest of the board.
+# candidate of every frame before scoring any, so it can score against the rest of the board;
+# and `frame_score(frame, scene, layout)`, which the loop then calls instead of the scorer: an
+# object with `score` (as above) and `id_swaps` (a list, empty when none; see
+# `autokose.score.FrameScore`), so one measurement gives both.
 Scorer = Callable[[Frame, Scene, Layout], float | None]
 
 
@@ -79,9 +90,10 @@ class Candidate:
     score: float | None = None
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
+    id_swaps: list = field(default_factory=list)  # [{"character", "looks_like", "own", "other"}]
 
     def manifest(self) -> dict:
-        return {"k": self.k, "seed": self.seed, "score": self.score, "file": self.file}
+        return {"k": self.k, "seed": self.seed, "score": self.score, "file": self.file, "id_swaps": self.id_swaps}
 
 
 def render_key(story: Story, scene: Scene, render_settings) -> str:
@@ -97,12 +109,13 @@ class QualityLoop:
     """Draws candidates round by round and keeps, per scene, every candidate and the best one."""
 
     def __init__(self, renderer, story: Story, layouts: list[Layout], board, render_settings, scorer: Scorer | None,
-                 progress, cancel=None):
+                 progress, cancel=None, *, avoid_swaps: bool = False):
         self.renderer, self.story, self.layouts, self.board = renderer, story, layouts, board
         self.scenes = {s.index: s for s in story.scenes}
         self.by_index = {layout.index: layout for layout in layouts}
         self.keys = {s.index: render_key(story, s, render_settings) for s in story.scenes}
         self.scorer, self.progress, self.cancel = scorer, progress, cancel or (lambda: False)
+        self.avoid_swaps = avoid_swaps
         self.pool: dict[int, dict[int, Candidate]] = {}
         self.best: dict[int, tuple[Candidate, Frame]] = {}
         self.done, self.total = 0, 0
@@ -188,20 +201,34 @@ class QualityLoop:
     def _take(self, cand: Candidate, frame: Frame, *, score: bool) -> None:
         index = frame.index
         if score and self.scorer is not None:
-            value = self.scorer(frame, self.scenes[index], self.by_index.get(index))
+            value, cand.id_swaps = self._judge(frame, self.scenes[index], self.by_index.get(index))
             cand.score = None if value is None else round(float(value), 6)
         write_json(self.board.candidate_path(index, cand.k, "json"), asdict(cand))
         self.pool.setdefault(index, {})[cand.k] = cand
-        if index not in self.best or _rank(cand) > _rank(self.best[index][0]):
+        if index not in self.best or _rank(cand, self.avoid_swaps) > _rank(self.best[index][0], self.avoid_swaps):
             self.best[index] = (cand, frame)
+
+    def _judge(self, frame: Frame, scene: Scene, layout: Layout | None) -> tuple[float | None, list]:
+        """(score, ID swaps) of one candidate: from `frame_score` when the scorer has it, in one measurement."""
+        frame_score = getattr(self.scorer, "frame_score", None)
+        if frame_score is None:
+            return self.scorer(frame, scene, layout), []
+        result = frame_score(frame, scene, layout)
+        return result.score, list(result.id_swaps)
 
     def score_of(self, index: int) -> float | None:
         return self.best[index][0].score
 
+    def swapped(self, index: int) -> bool:
+        """The kept candidate has an ID swap (and swaps matter to this loop)."""
+        return self.avoid_swaps and bool(self.best[index][0].id_swaps)
 
-def _rank(cand: Candidate) -> tuple:
-    """Scored beats unscored, higher beats lower, the earlier candidate wins a tie."""
-    return (cand.score is not None, cand.score if cand.score is not None else 0.0, -cand.k)
+
+def _rank(cand: Candidate, avoid_swaps: bool = False) -> tuple:
+    """No ID swap beats a swap (`avoid_swaps`: a known wrong face is worse than an unmeasured one), scored beats
+    unscored, higher beats lower, the earlier candidate wins a tie."""
+    clean = not (avoid_swaps and cand.id_swaps)
+    return (clean, cand.score is not None, cand.score if cand.score is not None else 0.0, -cand.k)
 
 
 def render_frames(renderer, story: Story, layouts: list[Layout], indices: list[int], board, quality: QualitySettings,
@@ -238,7 +265,8 @@ def _best_of(renderer, story, layouts, indices, board, quality, render_settings,
 
         scorer = IdentityScorer(story, board.root, clip_model=quality.clip_model)
     warned = scoring and _warn_nothing_to_score_by(renderer, scorer, quality)
-    loop = QualityLoop(renderer, story, layouts, board, render_settings, scorer, progress, cancel)
+    loop = QualityLoop(renderer, story, layouts, board, render_settings, scorer, progress, cancel,
+                       avoid_swaps=quality.reroll_on_swap)
     loop.total = len(picks) + quality.best_of * len(auto)
     loop.draw(picks, score=False)
     active = auto
@@ -251,9 +279,10 @@ def _best_of(renderer, story, layouts, indices, board, quality, render_settings,
             loop.total -= (quality.best_of - 1) * len(unscorable)
             active = [i for i in active if i not in unscorable]
     rerolls = {i: 0 for i in auto}
-    if quality.min_identity is not None:
+    if scoring and (quality.min_identity is not None or quality.reroll_on_swap):
         for r in range(quality.reroll_budget):
-            low = [i for i in auto if loop.score_of(i) is not None and loop.score_of(i) < quality.min_identity]
+            low = [i for i in auto if loop.score_of(i) is not None and (
+                loop.swapped(i) or (quality.min_identity is not None and loop.score_of(i) < quality.min_identity))]
             if not low:
                 break
             loop.total += len(low)
@@ -266,7 +295,8 @@ def _best_of(renderer, story, layouts, indices, board, quality, render_settings,
         cand, frame = loop.best[index]
         meta[frame_key(index)] = board.write_frame(frame, cand.seconds, record, extra=dict(
             candidates=[c.manifest() for c in loop.history(index)], kept=cand.k, score=cand.score,
-            chosen=_why(index, cand, picks, scoring, quality.min_identity, rerolls.get(index, 0)),
+            chosen=_why(index, cand, picks, scoring, quality.min_identity, rerolls.get(index, 0),
+                        swaps_avoided=loop.avoid_swaps and any(c.id_swaps for c in loop.pool.get(index, {}).values())),
         ))
     return meta
 
@@ -292,15 +322,23 @@ def _warn(quality, why: str) -> None:
                                           "every frame keeps its first candidate")
 
 
-def _why(index: int, cand: Candidate, picks: dict, scoring: bool, threshold: float | None, rerolls: int) -> str:
-    """Why this candidate was kept, in words, for the manifest."""
+def _why(index: int, cand: Candidate, picks: dict, scoring: bool, threshold: float | None, rerolls: int, *,
+         swaps_avoided: bool = False) -> str:
+    """Why this candidate was kept, in words, for the manifest.
+
+    `swaps_avoided`: the loop ranked by ID swaps and some candidate of this run had one.
+    """
     if index in picks:
         return f"picked: candidate {cand.k}"
     if not scoring:
         return "only candidate"
     if cand.score is None:
         return "unscored (nothing to measure against): kept candidate 0"
-    text = "best score" + (f" after {rerolls} re-roll(s)" if rerolls else "")
+    text = "best score" + (" without an ID swap" if swaps_avoided and not cand.id_swaps else "")
+    text += f" after {rerolls} re-roll(s)" if rerolls else ""
     if threshold is not None and cand.score < threshold:
         text += f"; still below --min-identity {threshold}"
+    if swaps_avoided and cand.id_swaps:
+        text += "; still an ID swap (" + ", ".join(f"{s['character']} looks like {s['looks_like']}"
+                                                    for s in cand.id_swaps) + ")"
     return text

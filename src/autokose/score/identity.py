@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from autokose.errors import InputError
-from autokose.faces import face_distance
+from autokose.faces import FaceBox, face_distance
 from autokose.images import Unreadable, open_rgb
 from autokose.regions import crop_box, has_box
 from autokose.score.clip import Clip, load_clip
@@ -30,6 +30,7 @@ from autokose.score.face import (
     identity_from_distance,
     reference_centroid,
 )
+from autokose.score.swap import frame_swaps, looks_like
 
 # CLIP-I below this is "low". A heuristic, not calibrated on this project's data: CLIP image
 # embeddings of one subject typically agree at ~0.8 (DreamBooth's CLIP-I), unrelated images ~0.5.
@@ -52,6 +53,8 @@ class Measure:
     face: np.ndarray | None = None  # dlib embedding of their face
     clip: np.ndarray | None = None  # CLIP embedding of their figure crop
     distance: float | None = None  # face distance to the reference centroid
+    box: FaceBox | None = None  # where their face is, in the frame's pixels
+    others: dict[str, float] = field(default_factory=dict)  # face distance to every other character's centroid
     clip_i: float | None = None  # CLIP-I to the reference images
     reason: str | None = None
 
@@ -62,6 +65,22 @@ class FrameMeasure:
     faces: int = 0
     clip_t: float | None = None
     reason: str | None = None  # why nothing could be measured at all
+
+    def face_distances(self) -> dict[str, tuple[float | None, dict[str, float]]]:
+        """Each character's face distance to their own reference and to the others': what `score.swap` reads."""
+        return {cid: (m.distance, m.others) for cid, m in self.characters.items()}
+
+    def id_swaps(self) -> list[dict]:
+        """Faces that are another character's (`score.swap`): [{"character", "looks_like", "own", "other"}]."""
+        return frame_swaps(self.face_distances())
+
+
+@dataclass
+class FrameScore:
+    """What the quality loop ranks a candidate by: its worst character identity and its ID swaps."""
+
+    score: float | None
+    id_swaps: list[dict] = field(default_factory=list)
 
 
 class IdentityScorer:
@@ -76,6 +95,7 @@ class IdentityScorer:
         self.clip, self.clip_note = load_clip(clip_model)
         self.face_note = None if available() else "face: skipped — dlib or face-recognition-models not installed"
         self.notes: list[str] = []
+        self.characters = [c.id for c in story.characters]  # everyone a face could be swapped with
         try:  # story.json is the contract: its characters' cards and references
             self.assets = identity_assets(story, Bible(story.characters))
         except InputError as e:
@@ -127,9 +147,11 @@ class IdentityScorer:
         for cid in cast:
             ref, m = self.reference(cid), Measure()
             if cid in assigned:
-                m.face = assigned[cid].embedding
+                m.face, m.box = assigned[cid].embedding, assigned[cid].box
                 if ref.face is not None:
                     m.distance = face_distance(m.face, ref.face)
+                m.others = {other: face_distance(m.face, self.reference(other).face) for other in self.characters
+                            if other != cid and self.reference(other).face is not None}
             if self.clip is not None:
                 crop = _figure_crop(image, figures.get(cid), alone=len(cast) == 1)
                 if crop is not None:
@@ -161,12 +183,17 @@ class IdentityScorer:
 
     def __call__(self, frame, scene, layout) -> float | None:
         """The frame's worst character identity (see `character_score`); None when unmeasurable."""
+        return self.frame_score(frame, scene, layout).score
+
+    def frame_score(self, frame, scene, layout) -> FrameScore:
+        """The score and the ID swaps of one measurement: the loop ranks and re-rolls by both."""
+        fm = self._measure_frame(frame, scene, layout)
         scores = []
-        for cid, m in self._measure_frame(frame, scene, layout).characters.items():
+        for cid, m in fm.characters.items():
             others = [o for index, o in self._board.get(cid, {}).items() if index != scene.index]
             scores.append(character_score(m, self.clip, others)["identity"])
         scores = [s for s in scores if s is not None]
-        return min(scores) if scores else None
+        return FrameScore(min(scores) if scores else None, fm.id_swaps())
 
     def _measure_frame(self, frame, scene, layout) -> FrameMeasure:
         """`measure`, cached per scene and pixels: the loop asks about each first candidate twice."""
@@ -199,13 +226,18 @@ def character_score(m: Measure, clip: Clip | None, others: list[Measure] = ()) -
     """Identity of one character in one frame, from the best evidence there is.
 
     In order: face against the reference, CLIP-I of the figure against the reference images,
-    face against the character's other frames (`others`), CLIP-I against them.
+    face against the character's other frames (`others`), CLIP-I against them. The row also
+    says where the face is (`face_box`, pixels), how far it is from every other character's
+    reference (`distance_to_others`) and whose face it is instead when it is a swap (`looks_like`).
     """
     face_peers = [identity_from_distance(face_distance(m.face, o.face)) for o in others
                   if m.face is not None and o.face is not None]
     clip_peers = [max(cosine(m.clip, o.clip), 0.0) for o in others if m.clip is not None and o.clip is not None]
     entry = {
         "identity": None, "status": "none", "method": None, "model": None, "distance": _rounded(m.distance),
+        "face_box": None if m.box is None else [int(v) for v in m.box],
+        "distance_to_others": {cid: _rounded(d) for cid, d in m.others.items()},
+        "looks_like": looks_like(m.distance, m.others),
         "face_to_reference": _rounded(None if m.distance is None else identity_from_distance(m.distance)),
         "face_to_frames": _rounded(_mean(face_peers)),
         "clip_i": _rounded(None if m.clip_i is None else max(m.clip_i, 0.0)),

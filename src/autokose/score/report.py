@@ -18,6 +18,7 @@ from autokose.score.face import (
 )
 from autokose.score.identity import FrameMeasure, IdentityScorer, Measure, character_score, cosine, read_image
 from autokose.score.metrics import aggregate, heatmap, mean_off_diagonal, similarity_matrix
+from autokose.score.swap import SWAP_MARGIN, swap_rate
 
 SCORES_VERSION = 1
 
@@ -68,6 +69,8 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
         "protagonist_consistency": mean_off_diagonal(matrix["values"]) if matrix else None,
         "face_model": FACE_MODEL, "face_threshold": THRESHOLD, "clip_model": scorer.clip.name if scorer.clip else None,
         "clip_t_mean": round(float(np.mean(clip_t)), 4) if clip_t else None, "note": note,
+        **swap_rate([fm.face_distances() for fm in measures.values()]),
+        "id_swap_margin": SWAP_MARGIN,
     }
     scores = {"version": SCORES_VERSION, "frames": frames, "summary": summary, "matrix": matrix}
     summary["reason"] = nothing_scored(board, story, frames, scorer)
@@ -108,7 +111,7 @@ def _frame_entry(key: str, measures: dict[str, FrameMeasure], clip: Clip | None)
         characters[cid] = character_score(m, clip, others)
     scored = {cid: c for cid, c in characters.items() if c["identity"] is not None}
     entry = {"identity": None, "status": "none", "model": None, "method": None, "reason": fm.reason,
-             "faces": fm.faces, "clip_t": fm.clip_t, "characters": characters}
+             "faces": fm.faces, "clip_t": fm.clip_t, "characters": characters, "id_swaps": fm.id_swaps()}
     unscored = {cid: c["reason"] for cid, c in characters.items() if c["identity"] is None}
     if unscored:
         # one reason when every unscored character shares it, else who and why

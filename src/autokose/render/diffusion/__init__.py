@@ -4,6 +4,7 @@
     engine.py       DiffusionEngine: loads and holds the pipeline, denoises FrameRequests (no Story)
     controls.py     LoRA, IP-Adapter (with cached reference embeddings), ControlNet OpenPose and lineart
     consistency.py  consistent self-attention across the frames of a board
+    regional.py     regional prompts (attention couple) and LoRAs confined to a character's region
     renderer.py     DiffusionRenderer: Story + layouts + identity assets → FrameRequests → engine → Frames
                     (prompt text from autokose.prompting, figure masks from autokose.regions)
 

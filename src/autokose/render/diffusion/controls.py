@@ -1,10 +1,11 @@
 """Identity and layout controls for the diffusion pipeline: LoRA, IP-Adapter, ControlNet.
 
 LoRA. Every LoRA (the user's `--lora` files and each story character's own, from the cast
-stage) is loaded as a named peft adapter and switched on with its weight for the whole board:
-adapter scales are global to a denoising batch. A character's LoRA only fires where its
-trigger token is in the prompt, which the prompt builder puts only in that character's frames.
-diffusers reads both the diffusers/peft and the kohya-ss key layouts.
+stage) is loaded as a named peft adapter. The user's act on the whole frame with their weight.
+A character's own LoRA acts inside that character's figure only (`regional.py`; with
+`--no-regional` it too acts on the whole frame, and fires mostly where its trigger token is,
+which the prompt builder puts only in that character's frames). diffusers reads both the
+diffusers/peft and the kohya-ss key layouts.
 
 IP-Adapter. h94 layouts (base, plus, plus-face) from a file, a folder, or a name that resolves
 inside the `h94/IP-Adapter` repo (`ip-adapter-plus-face_sd15` → models/<name>.safetensors,
@@ -13,8 +14,8 @@ with reference images conditions its own figure: one IP-Adapter image per charac
 to the figure's box in the scene's layout (diffusers' `ip_adapter_masks`), so two characters
 in one frame do not blend into one face and frames without them are left alone. A
 character's image embedding (averaged over its references) is computed once and cached in
-memory and on disk, keyed by the image bytes and the encoder. FaceID variants need
-InsightFace ArcFace embeddings, which AutoKöse does not compute: they are refused clearly.
+memory and on disk, keyed by the image bytes and the encoder. FaceID variants take InsightFace
+ArcFace embeddings instead of images: `faceid.py` loads them (this module refuses them).
 
 ControlNet. An OpenPose skeleton per frame drawn from the scene's Layout at the generation
 size (the same drawing as the board's control/NN_pose.png), with a conditioning scale. A
@@ -82,8 +83,12 @@ def check_lora(ref: LoraRef, character: str | None = None) -> None:
         raise InputError(f"character {character}'s LoRA: {e}") from None
 
 
-def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]]) -> list[LoadedLora]:
-    """Load each (LoraRef, character id or None) as an adapter and activate all with their weights."""
+def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]], regional: bool = False) -> list[LoadedLora]:
+    """Load each (LoraRef, character id or None) as an adapter and activate them with their weights.
+
+    With `regional`, a character's own LoRA stays out of peft's active set: the regional hooks
+    (`regional.py`) add it inside the character's figure only. LoRAs without an owner act globally.
+    """
     loaded: list[LoadedLora] = []
     seen: dict[str, LoadedLora] = {}
     for ref, character in refs:
@@ -101,8 +106,11 @@ def apply_loras(pipe, refs: list[tuple[LoraRef, str | None]]) -> list[LoadedLora
             raise InputError(f"--lora {ref.path}: not a LoRA this model can use ({first_line(e)[:200]})") from None
         seen[key] = LoadedLora(name, str(path), ref.weight, character)
         loaded.append(seen[key])
-    if loaded:
-        pipe.set_adapters([lo.name for lo in loaded], adapter_weights=[lo.weight for lo in loaded])
+    active = [lo for lo in loaded if not (regional and lo.character)]
+    if active:
+        pipe.set_adapters([lo.name for lo in active], adapter_weights=[lo.weight for lo in active])
+    elif loaded:  # only characters' LoRAs, all regional: none acts on the whole frame
+        pipe.disable_lora()
     return loaded
 
 
@@ -129,8 +137,8 @@ def _find_encoder(weights: Path) -> Path | None:
 def resolve_ip_adapter(spec: str, arch: str) -> IpAdapterFiles:
     """A file, a folder (with one IP-Adapter file), or an h94 weight name → local weights + image encoder."""
     if "faceid" in spec.lower():
-        raise InputError(f"--ip-adapter {spec}: FaceID adapters need InsightFace face embeddings, which autokose "
-                         "does not compute; use ip-adapter-plus-face_sd15 (or the _sdxl_vit-h variant)")
+        raise InputError(f"--ip-adapter {spec}: a FaceID adapter takes InsightFace face embeddings, not images "
+                         "(load it with autokose.render.diffusion.faceid)")
     path = Path(spec).expanduser()
     is_name = "/" not in spec and "\\" not in spec and not path.exists()
     if is_name:
@@ -182,15 +190,20 @@ def check_references(cid: str, paths: list[Path]) -> None:
             raise InputError(f"{cid}: reference image {path}: {e}") from None
 
 
-def load_ip_adapter(pipe, files: IpAdapterFiles) -> None:
+def load_image_encoder(pipe, folder: Path) -> None:
+    """The IP-Adapter's CLIP image encoder (safetensors only) from `folder`, registered on `pipe`."""
     from transformers import CLIPVisionModelWithProjection
 
     try:
-        encoder = CLIPVisionModelWithProjection.from_pretrained(str(files.image_encoder), dtype=pipe.unet.dtype,
+        encoder = CLIPVisionModelWithProjection.from_pretrained(str(folder), dtype=pipe.unet.dtype,
                                                                 use_safetensors=True)
     except (OSError, ValueError) as e:
-        raise InputError(f"--ip-adapter: cannot load the image encoder in {files.image_encoder} ({e})") from None
+        raise InputError(f"--ip-adapter: cannot load the image encoder in {folder} ({e})") from None
     pipe.register_modules(image_encoder=encoder.to(pipe.unet.device))
+
+
+def load_ip_adapter(pipe, files: IpAdapterFiles) -> None:
+    load_image_encoder(pipe, files.image_encoder)
     try:
         pipe.load_ip_adapter(str(files.weights.parent), subfolder="", weight_name=files.weights.name,
                              image_encoder_folder=None, local_files_only=True)

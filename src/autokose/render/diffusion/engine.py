@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from autokose.errors import InputError, check_cancel
 from autokose.models import LoraRef
 from autokose.prompt_embeds import encode_prompts, windows_needed
-from autokose.render.diffusion import controls
+from autokose.render.diffusion import controls, faceid
 from autokose.render.diffusion.settings import DiffusionSettings, check_size
 
 if TYPE_CHECKING:
@@ -44,14 +44,18 @@ def warn(message: str) -> None:
 
 @dataclass
 class Region:
-    """A part of the frame one identity owns: `references` condition it (IP-Adapter) inside `mask` only.
+    """A part of the frame one identity owns.
 
     `mask` is float [height, width], 1 inside the region (`autokose.regions.box_mask`).
+    `references` condition it (IP-Adapter) inside `mask` only. With `settings.regional`, its
+    `prompt` (the character's own words; the frame's prompt stays the shared one) and the LoRA
+    whose owner is `name` act inside `mask` too (`regional.py`).
     """
 
     name: str
     mask: np.ndarray
     references: list[Path] = field(default_factory=list)
+    prompt: str = ""
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Session:
     device: str
     dtype: object
     loras: list = field(default_factory=list)
+    regional: object = None  # a regional.RegionalController with settings.regional
     ip: controls.IpAdapterFiles | None = None
     refs: controls.ReferenceEmbeddings | None = None
     img2img: object = None  # the img2img variant of `pipe` (same weights), made on first use
@@ -107,10 +112,12 @@ class Session:
 class DiffusionEngine:
     """Loads the model and controls of `settings` once and denoises FrameRequests with them.
 
-    `loras` are (LoraRef, owner) pairs on top of `settings.loras`; the owner (a character id,
-    or None) only labels the LoRA in `controls_meta()`. `progress(stage, done, total)` hears
-    about denoising steps; `cancel()` is asked after every step, and True stops the call with
-    `Cancelled` (a server's stop button need not wait for a whole batch).
+    `loras` are (LoraRef, owner) pairs on top of `settings.loras`; the owner is a character id,
+    or None. With `settings.regional`, an owned LoRA acts only inside the request regions named
+    as its owner (nowhere in a frame without one); a LoRA without an owner acts on every frame.
+    `progress(stage, done, total)` hears about denoising steps; `cancel()` is asked after every
+    step, and True stops the call with `Cancelled` (a server's stop button need not wait for a
+    whole batch).
     """
 
     def __init__(self, settings: DiffusionSettings, loras: Sequence[tuple[LoraRef, str | None]] = (),
@@ -147,7 +154,9 @@ class DiffusionEngine:
                 check_part(spec, what)
         for ref, owner in self.loras:
             controls.check_lora(ref, owner)
-        if o.ip_adapter:
+        if faceid.is_face_adapter(o.ip_adapter):
+            faceid.check(o.ip_adapter, arch)
+        elif o.ip_adapter:
             controls.check_ip_adapter(controls.resolve_ip_adapter(o.ip_adapter, arch))
         return arch
 
@@ -178,8 +187,10 @@ class DiffusionEngine:
         arch = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
         pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
         session = Session(pipe, arch, device, dtype)
-        session.loras = controls.apply_loras(pipe, self.loras)
-        if o.ip_adapter:
+        session.loras = controls.apply_loras(pipe, self.loras, regional=o.regional)
+        if faceid.is_face_adapter(o.ip_adapter):
+            session.ip, session.refs = faceid.load(pipe, o.ip_adapter, arch, o.cache_dir)
+        elif o.ip_adapter:
             session.ip = controls.resolve_ip_adapter(o.ip_adapter, arch)
             controls.load_ip_adapter(pipe, session.ip)
             cache = Path(o.cache_dir) if o.cache_dir else controls.default_cache_dir()
@@ -191,6 +202,12 @@ class DiffusionEngine:
         if o.low_vram:
             pipe.enable_model_cpu_offload(device=device)
             pipe.vae.enable_tiling()
+        if o.regional:
+            from autokose.render.diffusion.regional import OwnedLora, RegionalController
+
+            owned = [OwnedLora(lo.name, lo.character, lo.weight) for lo in session.loras if lo.character]
+            session.regional = RegionalController(pipe.unet, [pipe.text_encoder, getattr(pipe, "text_encoder_2", None)],
+                                                  owned)
         return session
 
     def _img2img(self, s: Session):
@@ -209,8 +226,20 @@ class DiffusionEngine:
         return self.settings.cfg > 1.0 and getattr(self.session().pipe.unet.config, "time_cond_proj_dim", None) is None
 
     def windows(self, request: FrameRequest) -> int:
-        """The 75-token window count of a request's own prompt and negative (at least PROMPT_WINDOWS)."""
-        return max(PROMPT_WINDOWS, windows_needed(self.session().pipe, [request.prompt, request.negative]))
+        """The 75-token window count of a request's own prompts and negative (at least PROMPT_WINDOWS)."""
+        texts = [request.prompt, request.negative] + self.slot_prompts(request)[1:]
+        return max(PROMPT_WINDOWS, windows_needed(self.session().pipe, texts))
+
+    def slot_prompts(self, request: FrameRequest) -> list[str]:
+        """The prompts of a request's attention-couple slots: shared, then one per region.
+
+        A region's slot reads the shared prompt, then the region's own words: inside its box the
+        style and setting still hold, and the character's words lead.
+        """
+        if not self.settings.regional:
+            return [request.prompt]
+        return [request.prompt] + [", ".join(p for p in (request.prompt.strip(), r.prompt.strip()) if p)
+                                   for r in request.regions]
 
     def consistent_attention(self, seed: int):
         """Switch consistent self-attention on (settings.consistency) and return its controller.
@@ -219,8 +248,22 @@ class DiffusionEngine:
         """
         from autokose.render.diffusion.consistency import enable_consistent_attention
 
-        return enable_consistent_attention(self.session().pipe.unet, self.settings.consistency,
-                                           groups=2 if self.guided else 1, seed=seed)
+        o = self.settings
+        return enable_consistent_attention(self.session().pipe.unet, o.consistency, blocks=o.consistency_blocks,
+                                           step_range=o.consistency_steps, groups=2 if self.guided else 1, seed=seed)
+
+    def _share_subjects(self, consistency, requests: list[FrameRequest], width: int, height: int) -> None:
+        """Masked consistency (settings.consistency_masked): frames lend and borrow tokens only inside
+        the regions of the same character (named alike across frames); tokens outside every region
+        (backgrounds) stay the frame's own. A call without regions then shares nothing."""
+        if not self.settings.consistency_masked:
+            consistency.set_subjects(None)
+            return
+        from autokose.render.diffusion.consistency import subject_labels
+
+        latent = self._latent_size(self.session(), width, height)
+        frames = [[(region.name, region.mask) for region in r.regions] for r in requests]
+        consistency.set_subjects(subject_labels(frames, consistency.subject_ids, latent), latent)
 
     def controls_meta(self) -> dict:
         """The identity and layout controls every frame of this engine gets, for the manifest."""
@@ -253,6 +296,9 @@ class DiffusionEngine:
         width, height = self._call_size(requests)
         pipe, kwargs = self._pipe_and_image_inputs(s, requests)
         windows = windows or max(self.windows(r) for r in requests)
+        regional = s.regional is not None and any(s.regional.acts(region) for r in requests for region in r.regions)
+        if regional:  # every slot of the call encodes to one length
+            windows = max(windows, windows_needed(s.pipe, [t for r in requests for t in self.slot_prompts(r)]))
         emb = encode_prompts(s.pipe, [r.prompt for r in requests], [r.negative for r in requests], windows)
         kwargs.update(prompt_embeds=emb.prompt, negative_prompt_embeds=emb.negative, num_inference_steps=o.steps,
                       guidance_scale=o.cfg, output_type="pil",
@@ -279,8 +325,14 @@ class DiffusionEngine:
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = step_end
+        if consistency is not None:
+            self._share_subjects(consistency, requests, width, height)
         try:
-            return pipe(**kwargs).images
+            if not regional:
+                return pipe(**kwargs).images
+            state = self._regional_state(s, requests, emb, windows, width, height)
+            with s.regional.active(state, self._latent_size(s, width, height)):
+                return pipe(**kwargs).images
         except torch.cuda.OutOfMemoryError:
             raise InputError(f"out of GPU memory denoising {len(requests)} frames at {width}x{height}; "
                              "try --batch-size 2 or --low-vram") from None
@@ -376,3 +428,68 @@ class DiffusionEngine:
         mask = torch.stack(masks)
         mask = torch.cat([mask, mask]) if guided else mask
         return [embeds], [mask.to(device)]
+
+    # ------------------------------------------------------------------ regional prompts and LoRA
+    @staticmethod
+    def _latent_size(s: Session, width: int, height: int) -> tuple[int, int]:
+        factor = getattr(s.pipe, "vae_scale_factor", 8)
+        return height // factor, width // factor
+
+    def _regional_state(self, s: Session, requests: list[FrameRequest], emb, windows: int, width: int, height: int):
+        """The attention-couple slots, weights and LoRA masks of one call (see `regional.py`).
+
+        Rows are ordered as the UNet sees them: with guidance the unconditional rows first, which
+        get the negative prompt in every slot. A region's slot prompt is encoded with its owner's
+        text-encoder LoRA on.
+        """
+        import torch
+
+        from autokose.render.diffusion.regional import CallState, pool, slot_weights
+
+        latent = self._latent_size(s, width, height)
+        masks = []
+        for r in requests:
+            frame = []
+            for region in r.regions:
+                if tuple(region.mask.shape) != (height, width):
+                    raise InputError(f"region {region.name}: mask is {region.mask.shape[1]}x{region.mask.shape[0]}, "
+                                     f"the frame {width}x{height}")
+                frame.append(pool(torch.as_tensor(region.mask, dtype=torch.float32), latent))
+            masks.append(frame)
+        slots = 1 + max(len(r.regions) for r in requests)
+        weights = slot_weights(masks, self.settings.regional_base, slots, latent)
+        # each region's slot prompt, encoded in groups by owner (its text-encoder LoRA on)
+        positive = [[emb.prompt[f] for f in range(len(requests))] for _ in range(slots)]
+        by_owner: dict[str, list[tuple[int, int]]] = {}
+        for f, r in enumerate(requests):
+            for i, region in enumerate(r.regions):
+                if s.regional.acts(region):
+                    by_owner.setdefault(region.name, []).append((f, i))
+                else:  # no words and no LoRA of its own: its share stays the shared prompt's
+                    weights[0, f] += weights[i + 1, f]
+                    weights[i + 1, f] = 0
+        for owner, places in by_owner.items():
+            texts = [self.slot_prompts(requests[f])[i + 1] for f, i in places]
+            with s.regional.encoding(owner):
+                encoded = encode_prompts(s.pipe, texts, [], windows).prompt
+            for (f, i), e in zip(places, encoded):
+                positive[i + 1][f] = e
+        owners = [[None] * len(requests) for _ in range(slots)]
+        for owner, places in by_owner.items():
+            for f, i in places:
+                owners[i + 1][f] = owner
+        lora_masks = {}
+        for owner, places in by_owner.items():
+            m = torch.zeros(len(requests), *latent)
+            for f, i in places:
+                m[f] = torch.maximum(m[f], masks[f][i])
+            lora_masks[owner] = m
+        texts = torch.stack([torch.stack(row) for row in positive])  # [slots, frames, tokens, dim]
+        if self.guided:
+            texts = torch.cat([emb.negative[None].expand(slots, *emb.negative.shape), texts], dim=1)
+            weights = torch.cat([weights, weights], dim=1)
+            owners = [row + row for row in owners]
+            lora_masks = {k: torch.cat([v, v]) for k, v in lora_masks.items()}
+        device = s.pipe._execution_device
+        return CallState(texts.to(device), weights.to(device), owners,
+                         {k: v.to(device) for k, v in lora_masks.items()})

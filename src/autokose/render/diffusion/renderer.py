@@ -14,6 +14,17 @@ full run:
   is denoised whole (only requested frames are returned). With more than one batch, the first
   batch always runs too and writes the reference bank that later batches attend to.
 
+Regions: with `regional` (the default) every character of a scene gets a Region: its figure's
+box in the layout (the whole frame when the layout places no figure for it), its own words as
+the region's prompt (`prompting.character_prompt`; the frame's prompt is then the shared one,
+without them), its LoRA (the engine confines a LoRA to the regions of its owner) and, with an
+IP-Adapter, its reference images. A written scene prompt stays the frame's prompt as written;
+its characters' regions then carry LoRA and references only. Without `regional`, a character's
+LoRA acts on the whole frame, and regions carry only IP-Adapter references and, with masked
+consistency (`consistency_masked`, the default), the boxes inside which the frames of a board
+share self-attention tokens: Aldar's tokens with Aldar's, the Bai's with the Bai's, backgrounds
+with nobody.
+
 Prompts: each frame's prompt is encoded in a number of 75-token windows that depends on its own
 prompt alone (`engine.PROMPT_WINDOWS`, more when it needs more), never on another frame's length,
 so editing one scene leaves the other frames' pixels as they were (`denoise_calls`).
@@ -31,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from autokose import regions
-from autokose.prompting import build_negative, build_prompt
+from autokose.prompting import build_negative, build_prompt, character_prompt, shared_prompt
 from autokose.render import Frame, RenderSettings
 from autokose.render.diffusion import controls
 from autokose.render.diffusion.engine import DiffusionEngine, FrameRequest, Region, warn
@@ -110,12 +121,16 @@ class DiffusionRenderer:
         by_index = {lay.index: lay for lay in layouts}
         seeds = {sc.index: (seeds or {}).get(sc.index, sc.seed) for sc in story.scenes}
         triggers = {cid: a.trigger for cid, a in self.assets.items() if a.trigger}
-        requests = {sc.index: FrameRequest(prompt=build_prompt(story, sc, triggers),
+        words = {sc.index: self._region_words(story, sc, by_index.get(sc.index), triggers) for sc in story.scenes}
+        requests = {sc.index: FrameRequest(prompt=self._prompt(story, sc, words[sc.index], triggers),
                                            negative=build_negative(story, sc, o.negative),
                                            seed=seeds[sc.index], width=width, height=height)
                     for sc in story.scenes}
         self._warn_missing_triggers(story, only, {i: (r.prompt, r.negative) for i, r in requests.items()})
-        windows = {i: self.engine.windows(r) for i, r in requests.items()}
+        # the region masks are made per call (`_with_inputs`); the window count needs only their words
+        windows = {i: self.engine.windows(replace(r, regions=[Region(cid, None, prompt=p)
+                                                              for cid, p in words[i].items()]))
+                   for i, r in requests.items()}
         calls = denoise_calls(self.plan(story, only), windows, coupled=o.consistency > 0)
         consistency = self.engine.consistent_attention(seeds[story.scenes[0].index]) if o.consistency > 0 else None
         meta = self._meta(s)
@@ -129,21 +144,50 @@ class DiffusionRenderer:
                     else:
                         consistency.read_bank()
                     consistency.set_step(0, o.steps)
-                rows = [self._with_inputs(story, scenes[i], requests[i], by_index.get(i)) for i in call.rows]
+                rows = [self._with_inputs(story, scenes[i], requests[i], by_index.get(i), words[i])
+                        for i in call.rows]
                 images = self.engine.denoise(rows, windows=call.windows, consistency=consistency,
                                              span=(n * o.steps, len(calls) * o.steps))
                 batch = [i for i, real in zip(call.rows, call.real) if real]
                 for index, request, image, real in zip(call.rows, rows, images, call.real):
                     if real and index in only:
-                        yield self._frame(index, request, image, meta, batch)
+                        yield self._frame(index, request, image, meta, batch,
+                                          build_prompt(story, scenes[index], triggers))
         finally:
             if consistency is not None:
                 consistency.disable()
 
-    def _with_inputs(self, story: Story, scene: Scene, request: FrameRequest, layout: Layout | None) -> FrameRequest:
-        """The scene's request with its control images and, with an IP-Adapter, its characters' regions.
+    def _region_words(self, story: Story, scene: Scene, layout: Layout | None,
+                      triggers: dict[str, str]) -> dict[str, str]:
+        """Regional: character id → its region's words, for every character of the scene.
 
-        Made per pipeline call, so a board holds one batch of control images at a time.
+        A character the layout places gets its own words; one it does not place keeps its words
+        in the shared prompt (its region is the whole frame).
+        """
+        o = self.options
+        if not (o.regional or self._masked_consistency):
+            return {}
+        placed = regions.figure_boxes(layout)
+        return {cid: character_prompt(story, scene, cid, triggers)
+                if o.regional and regions.has_box(placed.get(cid)) else "" for cid in scene.characters}
+
+    @property
+    def _masked_consistency(self) -> bool:
+        """Whether frames share self-attention only inside their characters' regions (which they then need)."""
+        return self.options.consistency > 0 and self.options.consistency_masked
+
+    @staticmethod
+    def _prompt(story: Story, scene: Scene, words: dict[str, str], triggers: dict[str, str]) -> str:
+        """The frame's prompt: without the words its regions carry (all of it when they carry none)."""
+        if not any(words.values()):
+            return build_prompt(story, scene, triggers)
+        return shared_prompt(story, scene, triggers, regional=[cid for cid, w in words.items() if w])
+
+    def _with_inputs(self, story: Story, scene: Scene, request: FrameRequest, layout: Layout | None,
+                     words: dict[str, str]) -> FrameRequest:
+        """The scene's request with its control images and its characters' regions (see the module docstring).
+
+        Made per pipeline call, so a board holds one batch of control images and masks at a time.
         """
         o = self.options
         width, height = request.width, request.height
@@ -153,11 +197,18 @@ class DiffusionRenderer:
         if o.lineart:
             images["lineart"] = controls.lineart_images(story, [layout or EMPTY], width, height)[0]
         parts = []
-        if o.ip_adapter:  # each referenced character conditions its own figure's box
+        if words:  # regional, or masked consistency: every character of the scene
+            masks = regions.region_masks(layout, list(words), width, height)
+            parts = [Region(cid, masks[cid], self._references(cid), prompt=text) for cid, text in words.items()]
+        elif o.ip_adapter:  # each referenced character conditions its own figure's box
             referenced = [cid for cid in scene.characters if cid in self.assets and self.assets[cid].references]
             masks = regions.region_masks(layout, referenced, width, height)
             parts = [Region(cid, masks[cid], list(self.assets[cid].references)) for cid in referenced]
         return replace(request, controls=images, regions=parts)
+
+    def _references(self, cid: str) -> list:
+        asset = self.assets.get(cid)
+        return list(asset.references) if self.options.ip_adapter and asset is not None else []
 
     def _meta(self, s) -> dict:
         o = self.options
@@ -165,15 +216,24 @@ class DiffusionRenderer:
                 "cfg": o.cfg, "dtype": str(s.dtype).removeprefix("torch."), "device": s.device,
                 "consistency": o.consistency, "controls": self.engine.controls_meta()}
 
-    def _frame(self, index: int, request: FrameRequest, image, meta: dict, batch: list[int]) -> Frame:
+    def _frame(self, index: int, request: FrameRequest, image, meta: dict, batch: list[int], prompt: str) -> Frame:
+        """The frame with its meta. `prompt` is the frame's whole prompt (shared words and every
+        character's); with regions, `regional` says which words went where."""
         used = meta["controls"]
         if "ip_adapter" in used:
-            used = {**used, "ip_adapter": {**used["ip_adapter"], "characters": [r.name for r in request.regions]}}
+            used = {**used, "ip_adapter": {**used["ip_adapter"],
+                                           "characters": [r.name for r in request.regions if r.references]}}
+        extra = {}
+        if self.options.regional:  # whose words and LoRA acted inside a box of its own
+            owners = {lo["character"] for lo in used["loras"] if lo["character"]}
+            extra["regional"] = {"base": self.options.regional_base, "shared_prompt": request.prompt,
+                                 "characters": {r.name: r.prompt for r in request.regions
+                                                if r.prompt or r.name in owners}}
         return Frame(index=index, image=image, seed=request.seed, meta={
-            "renderer": meta["renderer"], "model": meta["model"], "arch": meta["arch"], "prompt": request.prompt,
+            "renderer": meta["renderer"], "model": meta["model"], "arch": meta["arch"], "prompt": prompt,
             "negative_prompt": request.negative, "scheduler": meta["scheduler"], "steps": meta["steps"],
             "cfg": meta["cfg"], "width": request.width, "height": request.height, "dtype": meta["dtype"],
-            "device": meta["device"], "consistency": meta["consistency"], "controls": used, "batch": batch})
+            "device": meta["device"], "consistency": meta["consistency"], "controls": used, "batch": batch, **extra})
 
     def _warn_once(self, message: str) -> None:
         """The quality loop calls render() once per round: each warning is shown once."""

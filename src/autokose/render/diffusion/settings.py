@@ -22,6 +22,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from autokose.errors import InputError, format_validation_error
 
 SCHEDULERS = ("dpmpp_2m_karras", "euler_a", "ddim", "lcm")
+# The UNet blocks consistent self-attention can share in, by name → the prefix of their layers.
+CONSISTENCY_BLOCKS = {"down": "down_blocks.", "mid": "mid_block.", "up": "up_blocks."}
 NATIVE_SIZE = {"sd15": (768, 432), "sdxl": (1344, 768)}
 # RenderSettings' default width x height (the previz size); left as it is, diffusion draws at NATIVE_SIZE.
 DEFAULT_SIZE = (960, 540)
@@ -48,6 +50,15 @@ class DiffusionSettings(BaseModel):
     lineart: str | None = Field(None, description="Lineart ControlNet driven by the previz frame's ink lines.")
     lineart_scale: float = Field(0.6, ge=0.0, le=2.0, description="Lineart ControlNet conditioning scale.")
     consistency: float = Field(0.0, ge=0.0, le=1.0, description="Consistent self-attention rate (0 = off).")
+    consistency_masked: bool = Field(True, description="Frames share self-attention tokens only inside the same "
+                                     "character's box (when figures are staged); off: every token is shared.")
+    consistency_steps: tuple[float, float] = Field((0.0, 1.0), description="Fraction of the denoising steps "
+                                                   "(start, end) in which frames share self-attention.")
+    consistency_blocks: list[str] = Field(default_factory=lambda: ["up"], description="UNet blocks whose "
+                                          "self-attention is shared: down, mid, up or a prefix such as up_blocks.1.")
+    regional: bool = Field(True, description="Each character's words, LoRA and trigger act inside its figure's box.")
+    regional_base: float = Field(0.25, ge=0.0, le=1.0,
+                                 description="Share of the shared prompt inside a character's box (regional).")
     scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim", "lcm"] = Field("dpmpp_2m_karras",
                                                                             description="Sampler.")
     steps: int = Field(25, ge=1, le=200, description="Denoising steps.")
@@ -63,6 +74,31 @@ class DiffusionSettings(BaseModel):
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @field_validator("consistency_steps", "consistency_blocks", mode="before")
+    @classmethod
+    def _comma_separated(cls, v):
+        """The CLI's "0,0.6" and "down,up" forms."""
+        return [part.strip() for part in v.split(",")] if isinstance(v, str) else v
+
+    @field_validator("consistency_steps")
+    @classmethod
+    def _step_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        start, end = v
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(f"{start:g},{end:g} needs 0 ≤ start < end ≤ 1 (fractions of the denoising steps)")
+        return v
+
+    @field_validator("consistency_blocks")
+    @classmethod
+    def _blocks(cls, v: list[str]) -> list[str]:
+        """The vocabulary only; whether the model has such layers is checked when it is loaded."""
+        if not v:
+            raise ValueError("name at least one block: down, mid, up or a prefix such as up_blocks.1")
+        for block in v:
+            if block not in CONSISTENCY_BLOCKS and not block.startswith((*CONSISTENCY_BLOCKS.values(), "mid_block")):
+                raise ValueError(f"{block!r} is no UNet block (down, mid, up or a prefix such as up_blocks.1)")
+        return v
 
     @classmethod
     def from_render(cls, diffusion: DiffusionSettings | dict | None) -> DiffusionSettings:
