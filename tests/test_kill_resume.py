@@ -142,7 +142,8 @@ def test_diffusion_killed_then_resumed_is_identical(model, diffusion_reference, 
     board = tmp_path / "board"
     args = diffusion_args(model, board)
     rng = random.Random(f"{RNG_SEED}-{point}")
-    kill_when(args, frames_at_least(board, 1) if point == "first_frame" else after(rng.uniform(0.4, 0.95) * seconds))
+    # fractions of the cold reference run (see _previz_points): a warm run may end before 0.95 of it
+    kill_when(args, frames_at_least(board, 1) if point == "first_frame" else after(rng.uniform(0.3, 0.7) * seconds))
     run([*args, "--resume"])
     assert_same_board(board, reference)
 

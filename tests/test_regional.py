@@ -287,6 +287,50 @@ def test_shared_and_character_prompts_split_a_scenes_words():
     assert character_prompt(story, written, "aldar", triggers) == ""
 
 
+def test_a_written_storys_own_prompts_are_split_into_regions():
+    """The writers fill every scene's prompt from the bible; that prompt is no user's edit, so
+    regions still take their characters' words out of it (else a CLI board never has regional words)."""
+    from autokose.bible import builtin_bible
+    from autokose.prompting import character_prompt, shared_prompt
+    from autokose.story import Shot
+    from autokose.writers import get_writer
+
+    story = get_writer("offline").write("Aldar tricks the Bai and his wife", scenes=4, seed=7, bible=builtin_bible())
+    scene = next(sc for sc in story.scenes if "aldar" in sc.characters and sc.shot != Shot.insert)
+    assert scene.prompt.strip()  # the writer wrote it
+    aldar = character_prompt(story, scene, "aldar")
+    assert aldar and aldar in scene.prompt
+    assert aldar not in shared_prompt(story, scene, regional=["aldar"])
+    edited = scene.model_copy(update={"prompt": scene.prompt + ", my own words"})
+    assert character_prompt(story, edited, "aldar") == ""
+    assert shared_prompt(story, edited, regional=["aldar"]) == edited.prompt
+
+
+@pytest.mark.slow
+def test_a_written_board_draws_its_triggers_in_regions_without_a_missing_trigger_warning(model, store, caplog):
+    """End to end through the renderer: a writer's story gets regional words, and the trigger that
+    moved from the shared prompt to aldar's region is no 'missing trigger'."""
+    from autokose.bible import builtin_bible
+    from autokose.cast import IdentityAssets
+    from autokose.render import RenderSettings
+    from autokose.render.diffusion import DiffusionRenderer
+    from autokose.staging import stage_story
+    from autokose.writers import get_writer
+
+    bible = builtin_bible()
+    story = get_writer("offline").write("Aldar tricks the Bai", scenes=4, seed=7, bible=bible)
+    scene = next(sc for sc in story.scenes if "aldar" in sc.characters and sc.shot.value != "insert")
+    trigger = bible["aldar"].trigger
+    assert trigger and trigger in scene.prompt
+    assets = {"aldar": IdentityAssets("aldar", lora=lora_file(store, 11), trigger=trigger)}
+    settings = RenderSettings(renderer="diffusion", width=64, height=64, diffusion=dict(model=model, steps=2))
+    with caplog.at_level("WARNING", logger="autokose"):
+        (f,) = DiffusionRenderer(settings, assets=assets).render(story, stage_story(story, 1.0), [scene.index])
+    assert f.meta["regional"]["characters"]["aldar"].startswith(trigger)
+    assert trigger not in f.meta["regional"]["shared_prompt"]
+    assert "lacks" not in caplog.text
+
+
 @pytest.mark.slow
 def test_the_storyboard_renderer_gives_each_placed_character_a_region_with_its_words(model, store):
     from autokose.bible import builtin_bible

@@ -126,10 +126,17 @@ def shared_prompt(story: Story, scene: Scene, triggers: dict[str, str] | None = 
     so one character's trigger and appearance do not bleed onto another. A written scene prompt
     is used as written (`build_prompt`); its regions then get no words of their own.
     """
-    if scene.prompt.strip():
+    if _user_written(story, scene):
         return scene.prompt
     triggers = {cid: t for cid, t in (triggers or {}).items() if t}
     return scene_prompt(scene, _cast(story, triggers), story.style, without=set(regional))
+
+
+def _user_written(story: Story, scene: Scene) -> bool:
+    """Whether the scene's prompt says something of its own. The writers fill every scene's prompt
+    with `scene_prompt` of the story's cast, so a prompt equal to that one is the bible's words,
+    which regions may split; anything else (a user's edit) is kept whole."""
+    return bool(scene.prompt.strip()) and scene.prompt != scene_prompt(scene, _cast(story, {}), story.style)
 
 
 def character_prompt(story: Story, scene: Scene, cid: str, triggers: dict[str, str] | None = None) -> str:
@@ -138,7 +145,7 @@ def character_prompt(story: Story, scene: Scene, cid: str, triggers: dict[str, s
     Empty when the scene's prompt is written (it is used as written, `build_prompt`), for an
     insert shot (its prompt names the hands, not figures) and for a character not in the scene.
     """
-    if scene.prompt.strip() or scene.shot == Shot.insert or cid not in scene.characters:
+    if _user_written(story, scene) or scene.shot == Shot.insert or cid not in scene.characters:
         return ""
     triggers = {k: t for k, t in (triggers or {}).items() if t}
     return _figure_words(scene, _cast(story, triggers), cid)

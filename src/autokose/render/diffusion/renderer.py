@@ -126,7 +126,9 @@ class DiffusionRenderer:
                                            negative=build_negative(story, sc, o.negative),
                                            seed=seeds[sc.index], width=width, height=height)
                     for sc in story.scenes}
-        self._warn_missing_triggers(story, only, {i: (r.prompt, r.negative) for i, r in requests.items()})
+        # a trigger may sit in a region's words rather than in the shared prompt
+        self._warn_missing_triggers(story, only, {i: (", ".join([r.prompt, *words[i].values()]), r.negative)
+                                                  for i, r in requests.items()})
         # the region masks are made per call (`_with_inputs`); the window count needs only their words
         windows = {i: self.engine.windows(replace(r, regions=[Region(cid, None, prompt=p)
                                                               for cid, p in words[i].items()]))
