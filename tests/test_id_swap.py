@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from autokose.board import Board
 from autokose.config import RunConfig
@@ -16,6 +15,7 @@ from autokose.score import FrameScore, IdentityScorer
 from autokose.score.face import THRESHOLD
 from autokose.score.swap import SWAP_MARGIN, frame_swaps, looks_like, swap_rate
 from autokose.staging import staging_key
+from test_quality_loop import run_loop
 
 # --------------------------------------------------------------------------- the rule, on numbers
 
@@ -145,22 +145,6 @@ def test_scores_json_has_character_rows_and_the_board_swap_rate(shared_data, tmp
 
 
 # --------------------------------------------------------------------------- the quality loop
-class SeedRenderer:
-    """A flat grey frame whose brightness is the seed's; records which seeds it was asked for."""
-
-    name = "fake"
-
-    def __init__(self):
-        self.calls: list[dict[int, int]] = []
-
-    def render(self, story, layouts, only, seeds=None):
-        seeds = seeds or {}
-        self.calls.append({i: seeds.get(i, story.scenes[i - 1].seed) for i in only})
-        for i in only:
-            seed = seeds.get(i, story.scenes[i - 1].seed)
-            yield Frame(index=i, image=Image.new("RGB", (16, 12), (seed % 251,) * 3), seed=seed)
-
-
 class SwapScorer:
     """Brighter is better, but the seeds in `swapped` have Aldar wearing the Bai's face."""
 
@@ -186,25 +170,13 @@ def _story(n=1):
                          for i in range(1, n + 1)])
 
 
-def _run(root, story, scorer, renderer=None, **quality):
-    from autokose.staging import Layout
-    from autokose.story import Shot
-
-    renderer = renderer or SeedRenderer()
-    cfg = RunConfig(quality=QualitySettings(**quality))
-    layouts = [Layout(index=s.index, shot=Shot.medium, setting="steppe") for s in story.scenes]
-    meta = render_frames(renderer, story, layouts, [s.index for s in story.scenes], Board(root), cfg.quality,
-                         cfg.render, lambda *a: None, scorer=scorer)
-    return meta, renderer
-
-
 def test_a_candidate_with_a_swap_ranks_below_one_without(tmp_path):
     story = _story()
     seeds = [candidate_seed(story.scenes[0].seed, k) for k in range(3)]
     brightest = max(range(3), key=lambda k: seeds[k] % 251)
     clean = max((k for k in range(3) if k != brightest), key=lambda k: seeds[k] % 251)
     scorer = SwapScorer({seeds[brightest]})
-    meta, _ = _run(tmp_path / "a", story, scorer, best_of=3)
+    meta, _ = run_loop(tmp_path / "a", story, scorer=scorer, best_of=3)
     entry = meta["01"]
     assert entry["kept"] == clean and entry["chosen"] == "best score without an ID swap"
     assert scorer.calls == 3
@@ -212,7 +184,7 @@ def test_a_candidate_with_a_swap_ranks_below_one_without(tmp_path):
     assert record["id_swaps"][0]["looks_like"] == "bai"
     assert [bool(c["id_swaps"]) for c in entry["candidates"]] == [k == brightest for k in range(3)]  # the manifest
     # Told not to mind swaps, the loop keeps the brightest.
-    meta, _ = _run(tmp_path / "b", story, SwapScorer({seeds[brightest]}), best_of=3, reroll_on_swap=False)
+    meta, _ = run_loop(tmp_path / "b", story, scorer=SwapScorer({seeds[brightest]}), best_of=3, reroll_on_swap=False)
     assert meta["01"]["kept"] == brightest and meta["01"]["chosen"] == "best score"
 
 
@@ -220,21 +192,21 @@ def test_a_swap_is_re_rolled_like_a_low_score(tmp_path):
     """Every score passes --min-identity 0; only the swap on candidate 0 asks for candidate 1."""
     story = _story(2)
     first = candidate_seed(story.scenes[0].seed, 0)
-    meta, renderer = _run(tmp_path / "a", story, SwapScorer({first}), min_identity=0.0)
+    meta, renderer = run_loop(tmp_path / "a", story, scorer=SwapScorer({first}), min_identity=0.0)
     assert meta["01"]["kept"] == 1 and [c["k"] for c in meta["01"]["candidates"]] == [0, 1]
     assert meta["01"]["chosen"] == "best score without an ID swap after 1 re-roll(s)"
     assert meta["02"]["kept"] == 0 and [c["k"] for c in meta["02"]["candidates"]] == [0]
     assert [sorted(c) for c in renderer.calls] == [[1, 2], [1]]
     # Without a threshold, best-of-K re-rolls a frame whose every candidate is a swap, within the budget.
     all_swapped = {candidate_seed(story.scenes[0].seed, k) for k in range(3)}
-    meta, _ = _run(tmp_path / "b", story, SwapScorer(all_swapped), best_of=2, reroll_budget=4)
+    meta, _ = run_loop(tmp_path / "b", story, scorer=SwapScorer(all_swapped), best_of=2, reroll_budget=4)
     assert meta["01"]["kept"] == 3 and meta["02"]["kept"] in (0, 1)
     assert [c["k"] for c in meta["01"]["candidates"]] == [0, 1, 2, 3]
     # A swap the budget cannot fix is kept and said so.
-    meta, _ = _run(tmp_path / "c", story, SwapScorer(all_swapped), best_of=2, reroll_budget=1)
+    meta, _ = run_loop(tmp_path / "c", story, scorer=SwapScorer(all_swapped), best_of=2, reroll_budget=1)
     assert meta["01"]["kept"] in (0, 1, 2) and "still an ID swap (aldar looks like bai)" in meta["01"]["chosen"]
     # reroll_on_swap off: the threshold alone decides, as before.
-    meta, renderer = _run(tmp_path / "d", story, SwapScorer({first}), min_identity=0.0, reroll_on_swap=False)
+    meta, renderer = run_loop(tmp_path / "d", story, scorer=SwapScorer({first}), min_identity=0.0, reroll_on_swap=False)
     assert meta["01"]["kept"] == 0 and len(renderer.calls) == 1
 
 
