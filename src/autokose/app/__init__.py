@@ -1,8 +1,10 @@
 """Entry points: thin shells over `config.resolve` and `pipeline.run`.
 
-    cli.py        the `autokose` command (typer)
+    cli.py        the `autokose` command (typer): story, render, score, ...
     character.py  `autokose character ...`: LoRA training and character cards
-    terminal.py   what both print: literal text, one-line errors (exit 2), warnings
+    video.py      `autokose video stylize`: footage → stylised character video (`video.options`)
+    flags.py      the option types, help panels and progress bars the commands share
+    terminal.py   what they print: literal text, one-line errors (exit 2), warnings
 
 The web studio, job service, ComfyUI nodes and Ray workers belong here too. Nothing below
 this package imports it.

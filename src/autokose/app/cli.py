@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from autokose import __version__
 from autokose.app.character import app as character_app
+from autokose.app.flags import (  # option types shared with `autokose video`
+    OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Consistency, ConsistencyBlocks, ConsistencyMasked,
+    ConsistencySteps, ControlNet, ControlScale, Device, Dtype, Height, IpAdapter, IpScale, Lineart, LineartScale, Lora,
+    LowVram, MinIdentity, Model, ModelConfig, Regional, RegionalBase, RerollOnSwap, Scheduler, Stages, Steps, Vae,
+    Width, stage_progress)
 from autokose.app.terminal import OneLineErrors, console, literal, show_warnings, user_errors
-from autokose.render import MAX_SIDE, MIN_SIDE
+from autokose.app.video import app as video_app
+from autokose.render import MAX_SIDE, MIN_SIDE  # noqa: F401  (--width/--height bounds, for callers)
 from autokose.story import MAX_SCENES
 
 
@@ -43,32 +47,6 @@ def _root(
                                           callback=_print_version)] = False,
 ) -> None:
     show_warnings()
-
-
-@contextmanager
-def stage_progress():
-    with Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False, disable=not console.is_terminal) as bars:
-        tasks: dict[str, int] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
-        yield update
-
-
-def parse_stages(stages: str | None) -> list[str] | None:
-    """--stages as a list; an empty one is an error, not "all stages" (unknown names: RunConfig)."""
-    from autokose.config import STAGES
-
-    if stages is None:
-        return None
-    names = [name.strip() for name in stages.split(",") if name.strip()]
-    if not names:
-        raise typer.BadParameter(f"no stage given (stages: {', '.join(STAGES)})")
-    return names
 
 
 def parse_only(only: str | None) -> list[int] | None:
@@ -103,56 +81,7 @@ def scene_count(value: int) -> int:
     return value
 
 
-def frame_side(value: int | None) -> int | None:
-    """--width/--height: checked while parsing, so a 0 is refused rather than taken for "unset"."""
-    if value is not None and not MIN_SIDE <= value <= MAX_SIDE:
-        raise typer.BadParameter(f"must be between {MIN_SIDE} and {MAX_SIDE} pixels (got {value})")
-    return value
-
-
-# `--help` panels: each option under the question it answers, so names fit in 80 columns.
-STORY, DIFFUSION, IDENTITY, CONSISTENCY, QUALITY, OUTPUT = ("Story", "Diffusion", "Identity", "Consistency",
-                                                       "Quality", "Output")
-
-# Options shared by `story` and `render`: everything that decides the pixels.
-Model = Annotated[Optional[str], typer.Option(help="SD 1.5/SDXL: HF repo id, diffusers folder or .safetensors file. Omit for previz.", rich_help_panel=DIFFUSION)]
-Vae = Annotated[Optional[str], typer.Option(help="Separate VAE (HF id, folder or file).", rich_help_panel=DIFFUSION)]
-Lora = Annotated[Optional[list[str]], typer.Option(help="LoRA file[:weight]; repeatable (diffusers/peft or kohya format).", rich_help_panel=IDENTITY)]
-IpAdapter = Annotated[Optional[str], typer.Option(help="IP-Adapter: h94 name (ip-adapter_sd15, ip-adapter-plus-face_sd15, ...) or file.", rich_help_panel=IDENTITY)]
-IpScale = Annotated[Optional[float], typer.Option(help="IP-Adapter scale.", rich_help_panel=IDENTITY)]
-ControlNet = Annotated[Optional[str], typer.Option(help="OpenPose ControlNet (HF id, folder or file).", rich_help_panel=IDENTITY)]
-ControlScale = Annotated[Optional[float], typer.Option(help="ControlNet conditioning scale.", rich_help_panel=IDENTITY)]
-Lineart = Annotated[Optional[str], typer.Option(help="Lineart ControlNet fed previz lines (HF id, folder or file).", rich_help_panel=IDENTITY)]
-LineartScale = Annotated[Optional[float], typer.Option(help="Lineart ControlNet conditioning scale (default 0.6).", rich_help_panel=IDENTITY)]
-# Keeping each face across frames and apart inside a frame (own panel: the switch names are long).
-Consistency = Annotated[Optional[float], typer.Option(help="Share self-attention tokens across frames at this rate (0 = off).", rich_help_panel=CONSISTENCY)]
-ConsistencyMasked = Annotated[Optional[bool], typer.Option("--consistency-masked/--consistency-all", help="Share only inside the same character's box, or all tokens (default masked).", rich_help_panel=CONSISTENCY)]
-ConsistencySteps = Annotated[Optional[str], typer.Option(help="Steps that share, as fractions: START,END (default 0,1).", rich_help_panel=CONSISTENCY)]
-ConsistencyBlocks = Annotated[Optional[str], typer.Option(help="UNet blocks that share: down, mid, up (default up).", rich_help_panel=CONSISTENCY)]
-Regional = Annotated[Optional[bool], typer.Option("--regional/--no-regional", help="Each character's words and LoRA act in its own box (default on).", rich_help_panel=CONSISTENCY)]
-RegionalBase = Annotated[Optional[float], typer.Option(help="Weight of the shared prompt inside a box, 0-1 (default 0.25).", rich_help_panel=CONSISTENCY)]
-Scheduler = Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim or lcm.", rich_help_panel=DIFFUSION)]
-Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.", rich_help_panel=DIFFUSION)]
-Cfg = Annotated[Optional[float], typer.Option("--cfg", help="Classifier-free guidance scale.", rich_help_panel=DIFFUSION)]
-Width = Annotated[Optional[int], typer.Option(help=f"Frame width in pixels ({MIN_SIDE}–{MAX_SIDE}).", callback=frame_side,
-                                              rich_help_panel=OUTPUT)]
-Height = Annotated[Optional[int], typer.Option(help=f"Frame height in pixels ({MIN_SIDE}–{MAX_SIDE}).", callback=frame_side,
-                                               rich_help_panel=OUTPUT)]
-Device = Annotated[Optional[str], typer.Option(help="cuda, cpu or mps (default: best available).", rich_help_panel=DIFFUSION)]
-Dtype = Annotated[Optional[str], typer.Option(help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU).", rich_help_panel=DIFFUSION)]
-LowVram = Annotated[Optional[bool], typer.Option("--low-vram", help="8–12 GB cards: model CPU offload, VAE slicing and tiling.", rich_help_panel=DIFFUSION)]
-ModelConfig = Annotated[Optional[str], typer.Option(help="Diffusers config folder for a single-file --model (default: the shipped SD 1.5/SDXL one).", rich_help_panel=DIFFUSION)]
-BatchSize = Annotated[Optional[int], typer.Option(help="Frames denoised together (default 8; 2 with --low-vram).", rich_help_panel=DIFFUSION)]
-BestOf = Annotated[int, typer.Option(help="Draw K candidates per frame and keep the best-scoring one. Needs something to score by: "
-                                          "faces of characters with reference images, or a --clip-model; else seed order decides.",
-                                     rich_help_panel=QUALITY)]
-MinIdentity = Annotated[Optional[float], typer.Option(help="Re-roll frames whose identity score is below this.", rich_help_panel=QUALITY)]
-RerollOnSwap = Annotated[Optional[bool], typer.Option("--reroll-on-swap/--no-reroll-on-swap", help="Scored candidates where one character has another's face rank last and are re-rolled (default on).", rich_help_panel=QUALITY)]
-ClipModel = Annotated[Optional[str], typer.Option(help="CLIP model for scoring (HF id or folder).", rich_help_panel=QUALITY)]
-Stages = Annotated[Optional[str], typer.Option(help="Comma-separated stages to run, of: write, cast, stage, render, score, export.",
-                                               callback=parse_stages, rich_help_panel=OUTPUT)]
-
-# The options above that decide pixels, shared by `story` and `render`.
+# The options of app/flags.py that decide pixels, shared by `story` and `render`.
 RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
                   "lineart", "lineart_scale", "consistency", "consistency_masked", "consistency_steps", "consistency_blocks",
                   "regional", "regional_base", "scheduler", "steps", "cfg", "width", "height", "device", "dtype",
@@ -378,6 +307,7 @@ def _report(board, stages: list[str]) -> None:
 
 
 app.add_typer(character_app, name="character", help="Train and inspect character identity assets.")
+app.add_typer(video_app, name="video", help="Footage → stylised character video (autokose video stylize).")
 
 
 def main() -> None:  # console-script entry point

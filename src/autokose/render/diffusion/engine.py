@@ -65,6 +65,13 @@ class FrameRequest:
     `controls` maps a control kind ("openpose", "lineart") to its image at the frame's size;
     a request gives one for every ControlNet the engine loaded. With `init_image` the frame is
     denoised from it (img2img): `strength` 1 redraws it, near 0 keeps it.
+    `noise` (img2img only): the initial latent noise, a tensor [C, H/8, W/8] (or [1, C, H/8, W/8])
+    mixed into the init latents with the scheduler's `add_noise` instead of noise drawn from the
+    seed, so a video can move one frame's noise along the flow to the next (temporal.warped_noise).
+    The seed still draws the VAE encoder's sample of the init (a level or two of difference).
+    `keep` (img2img only): float [height, width] in [0, 1], where the frame stays closer to its init:
+    a pixel is denoised at strength x (1 - keep), so 1 keeps the init there (a lip-sync-friendly
+    mouth in a stylised video).
     """
 
     prompt: str
@@ -76,6 +83,8 @@ class FrameRequest:
     init_image: Image.Image | None = None
     strength: float = 0.8
     regions: list[Region] = field(default_factory=list)
+    noise: object = None  # torch.Tensor
+    keep: np.ndarray | None = None
 
 
 def make_scheduler(name: str, config):
@@ -241,22 +250,25 @@ class DiffusionEngine:
         return [request.prompt] + [", ".join(p for p in (request.prompt.strip(), r.prompt.strip()) if p)
                                    for r in request.regions]
 
-    def consistent_attention(self, seed: int):
-        """Switch consistent self-attention on (settings.consistency) and return its controller.
+    def consistent_attention(self, seed: int, rate: float | None = None):
+        """Switch consistent self-attention on (settings.consistency, or `rate`) and return its controller.
 
         The caller drives it per call (share / write_bank / read_bank, set_step) and disables it.
+        A video's keyframe attention passes its own rate on the same blocks and steps.
         """
         from autokose.render.diffusion.consistency import enable_consistent_attention
 
         o = self.settings
-        return enable_consistent_attention(self.session().pipe.unet, o.consistency, blocks=o.consistency_blocks,
+        rate = o.consistency if rate is None else rate
+        return enable_consistent_attention(self.session().pipe.unet, rate, blocks=o.consistency_blocks,
                                            step_range=o.consistency_steps, groups=2 if self.guided else 1, seed=seed)
 
-    def _share_subjects(self, consistency, requests: list[FrameRequest], width: int, height: int) -> None:
-        """Masked consistency (settings.consistency_masked): frames lend and borrow tokens only inside
-        the regions of the same character (named alike across frames); tokens outside every region
-        (backgrounds) stay the frame's own. A call without regions then shares nothing."""
-        if not self.settings.consistency_masked:
+    def _share_subjects(self, consistency, requests: list[FrameRequest], width: int, height: int,
+                        masked: bool | None = None) -> None:
+        """Masked consistency (settings.consistency_masked, or `masked`): frames lend and borrow tokens
+        only inside the regions of the same character (named alike across frames); tokens outside
+        every region (backgrounds) stay the frame's own. A call without regions then shares nothing."""
+        if not (self.settings.consistency_masked if masked is None else masked):
             consistency.set_subjects(None)
             return
         from autokose.render.diffusion.consistency import subject_labels
@@ -281,11 +293,12 @@ class DiffusionEngine:
 
     # ------------------------------------------------------------------ denoising
     def denoise(self, requests: list[FrameRequest], *, windows: int | None = None, consistency=None,
-                span: tuple[int, int] | None = None) -> list[Image.Image]:
+                masked: bool | None = None, span: tuple[int, int] | None = None) -> list[Image.Image]:
         """The images of `requests`, in their order, from one pipeline call.
 
         `windows`: the prompt window count of the call (default: the largest the requests need).
-        `consistency`: a controller from `consistent_attention`, stepped with the call.
+        `consistency`: a controller from `consistent_attention`, stepped with the call; `masked`
+        overrides settings.consistency_masked for it (a video's keyframes share every token).
         `span`: (steps done before this call, steps in all) for progress reports.
         """
         import torch
@@ -315,8 +328,12 @@ class DiffusionEngine:
         elif any(region.references for r in requests for region in r.regions):
             raise InputError("reference images condition a frame only with --ip-adapter")
         done, total = span or (0, o.steps)
+        img2img = "image" in kwargs
+        hooks = _Img2imgHooks(pipe.scheduler, self._initial_noise(s, requests, width, height, img2img),
+                              self._keep_maps(s, requests, width, height, img2img))
 
         def step_end(pipe, i, t, callback_kwargs):
+            hooks.step_end(pipe, i, callback_kwargs)
             if consistency is not None:
                 callback_kwargs = consistency.on_step_end(pipe, i, t, callback_kwargs)
             if self.progress is not None:
@@ -326,16 +343,60 @@ class DiffusionEngine:
 
         kwargs["callback_on_step_end"] = step_end
         if consistency is not None:
-            self._share_subjects(consistency, requests, width, height)
+            self._share_subjects(consistency, requests, width, height, masked)
         try:
-            if not regional:
-                return pipe(**kwargs).images
-            state = self._regional_state(s, requests, emb, windows, width, height)
-            with s.regional.active(state, self._latent_size(s, width, height)):
-                return pipe(**kwargs).images
+            with hooks:
+                if not regional:
+                    return pipe(**kwargs).images
+                state = self._regional_state(s, requests, emb, windows, width, height)
+                with s.regional.active(state, self._latent_size(s, width, height)):
+                    return pipe(**kwargs).images
         except torch.cuda.OutOfMemoryError:
             raise InputError(f"out of GPU memory denoising {len(requests)} frames at {width}x{height}; "
                              "try --batch-size 2 or --low-vram") from None
+
+    def _initial_noise(self, s: Session, requests: list[FrameRequest], width: int, height: int, img2img: bool):
+        """The requests' own initial noise as one batch tensor [B, C, h, w], or None (noise from the seeds)."""
+        import torch
+
+        given = [r.noise is not None for r in requests]
+        if not any(given):
+            return None
+        if not all(given):
+            raise InputError("one denoising call takes initial noise for all its frames or none")
+        if not img2img:
+            raise InputError("initial noise is taken only with an init image (img2img)")
+        h, w = self._latent_size(s, width, height)
+        shape = (s.pipe.vae.config.latent_channels, h, w)
+        batch = []
+        for r in requests:
+            n = torch.as_tensor(r.noise)
+            n = n[0] if n.ndim == 4 and n.shape[0] == 1 else n
+            if tuple(n.shape) != shape:
+                raise InputError(f"initial noise {tuple(n.shape)} does not fit a {width}x{height} frame "
+                                 f"(expected {shape})")
+            batch.append(n)
+        return torch.stack(batch)
+
+    def _keep_maps(self, s: Session, requests: list[FrameRequest], width: int, height: int, img2img: bool):
+        """The requests' keep maps at latent size as one batch tensor [B, 1, h, w], or None."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        if all(r.keep is None for r in requests):
+            return None
+        if not img2img:
+            raise InputError("a keep map (lower strength in places) is taken only with an init image (img2img)")
+        h, w = self._latent_size(s, width, height)
+        maps = []
+        for r in requests:
+            keep = np.zeros((height, width), np.float32) if r.keep is None else np.asarray(r.keep, np.float32)
+            if keep.shape != (height, width):
+                raise InputError(f"keep map {keep.shape[1]}x{keep.shape[0]} does not fit a {width}x{height} frame")
+            small = Image.fromarray(np.clip(keep, 0.0, 1.0)).resize((w, h), Image.BILINEAR)
+            maps.append(torch.from_numpy(np.asarray(small, np.float32).copy()))
+        return torch.stack(maps)[:, None]
 
     def _call_size(self, requests: list[FrameRequest]) -> tuple[int, int]:
         sizes = {(r.width, r.height) for r in requests}
@@ -493,3 +554,76 @@ class DiffusionEngine:
         device = s.pipe._execution_device
         return CallState(texts.to(device), weights.to(device), owners,
                          {k: v.to(device) for k, v in lora_masks.items()})
+
+
+class _Img2imgHooks:
+    """A request's own initial noise and keep map in a diffusers img2img call.
+
+    Noise: while active, the scheduler's `add_noise` mixes in `noise` instead of the noise it is
+    given. The img2img pipelines draw their initial noise inside `prepare_latents` from the
+    generator and take no noise argument; `add_noise` is the one place that noise meets the init
+    latents (and the only call to it in a diffusers img2img run), so replacing its noise there is
+    how a request's own noise gets in. An instance attribute, removed on exit: the class is
+    untouched.
+
+    Keep maps (Differential Diffusion, Levin & Fried 2023): a pixel with keep k is denoised at
+    strength x (1 - k). After each step, pixels whose own strength has not started yet are set
+    back to the init latents noised to the next step's level (the same noise), so they enter the
+    denoising later and end closer to the init; k = 1 ends exactly on the init latents. The init
+    latents are the ones `add_noise` receives.
+    """
+
+    def __init__(self, scheduler, noise, keep):
+        self.scheduler, self.noise, self.keep = scheduler, noise, keep
+        self.init = self.drawn = None
+        self.original = None
+
+    def __enter__(self):
+        if self.noise is None and self.keep is None:
+            return self
+        self.original = type(self.scheduler).add_noise.__get__(self.scheduler)
+        given = self.noise
+
+        def add_noise(samples, noise, timesteps):
+            if given is not None:
+                if noise.shape != given.shape:
+                    raise RuntimeError(f"initial noise {tuple(given.shape)} does not match the pipeline's "
+                                       f"{tuple(noise.shape)}")
+                noise = given.to(device=noise.device, dtype=noise.dtype)
+            if self.init is None:
+                self.init, self.drawn = samples, noise
+            return self.original(samples, noise, timesteps)
+
+        self.scheduler.add_noise = add_noise
+        return self
+
+    def step_end(self, pipe, i: int, callback_kwargs: dict) -> None:
+        """After loop step `i`: hold back the pixels whose strength starts later (keep maps)."""
+        if self.keep is None or self.init is None:
+            return
+        import torch
+
+        latents = callback_kwargs["latents"]
+        steps = int(getattr(pipe, "num_timesteps", 0) or 0)
+        if steps <= 0:
+            return
+        keep = self.keep.to(device=latents.device, dtype=latents.dtype)
+        init = self.init.to(latents.dtype)
+        if latents.shape[0] != init.shape[0]:  # classifier-free guidance does not double the latents; be safe
+            return
+        remaining = (steps - i - 1) / steps
+        if remaining <= 0:
+            latents = torch.where(keep >= 1.0, init, latents)
+        else:
+            # img2img runs the last `steps` timesteps of the schedule (first-order schedulers);
+            # counted from the end, so schedulers without a begin index (DDIM) agree
+            timesteps = self.scheduler.timesteps
+            t_next = timesteps[len(timesteps) - steps + i + 1]
+            renoised = self.original(init, self.drawn.to(latents.dtype), t_next.reshape(1).repeat(init.shape[0]))
+            latents = torch.where((1.0 - keep) < remaining, renoised, latents)
+        callback_kwargs["latents"] = latents
+
+    def __exit__(self, *exc):
+        if self.original is not None:
+            self.scheduler.__dict__.pop("add_noise", None)
+        return False
