@@ -39,20 +39,40 @@ def run(args: list, timeout: float = 600) -> float:
     return time.monotonic() - t0
 
 
-def kill_when(args: list, ready, timeout: float = 300) -> None:
-    """Start the console script and SIGKILL it as soon as `ready(elapsed)` is true."""
+def kill_when(args: list, ready, timeout: float = 300) -> bool:
+    """Start the console script and SIGKILL it as soon as `ready(elapsed)` is true.
+
+    False when the run ended on its own before the kill point (a delay drawn from another run's
+    duration can outlast a quicker one); every other outcome but a kill fails the test.
+    """
     t0 = time.monotonic()
     child = subprocess.Popen([*COMMAND, *map(str, args)], env=ENV, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         while not ready(time.monotonic() - t0):
-            assert child.poll() is None, "the run ended before the kill point"
+            if child.poll() is not None:
+                assert child.returncode == 0, f"the run failed before the kill point ({child.returncode})"
+                return False
             assert time.monotonic() - t0 < timeout, "kill point not reached"
             time.sleep(0.01)
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(60)
     assert child.returncode == -signal.SIGKILL
+    return True
+
+
+def kill_after(args: list, board: Path, seconds: float, tries: int = 4) -> None:
+    """SIGKILL the run `seconds` in; if it ends sooner (the machine is quicker now), start again on
+    an empty board with half the delay, so the trial always kills mid-run."""
+    import shutil
+
+    for _ in range(tries):
+        if kill_when(args, after(seconds)):
+            return
+        shutil.rmtree(board)
+        seconds /= 2
+    pytest.fail(f"every run ended before {seconds * 2:.2f} s: no kill point inside the run")
 
 
 def frames_at_least(board: Path, n: int):
@@ -112,7 +132,10 @@ def test_previz_killed_then_resumed_is_identical(previz_reference, tmp_path, nam
     reference, seconds = previz_reference
     board = tmp_path / "board"
     args = ["story", LOGLINE, *PREVIZ, "--out", board]
-    kill_when(args, frames_at_least(board, point) if isinstance(point, int) else after(point * seconds))
+    if isinstance(point, int):
+        assert kill_when(args, frames_at_least(board, point)), "the run ended before the kill point"
+    else:
+        kill_after(args, board, point * seconds)
     run([*args, "--resume"])
     assert_same_board(board, reference)
 
@@ -143,7 +166,10 @@ def test_diffusion_killed_then_resumed_is_identical(model, diffusion_reference, 
     args = diffusion_args(model, board)
     rng = random.Random(f"{RNG_SEED}-{point}")
     # fractions of the cold reference run (see _previz_points): a warm run may end before 0.95 of it
-    kill_when(args, frames_at_least(board, 1) if point == "first_frame" else after(rng.uniform(0.3, 0.7) * seconds))
+    if point == "first_frame":
+        assert kill_when(args, frames_at_least(board, 1)), "the run ended before the kill point"
+    else:
+        kill_after(args, board, rng.uniform(0.3, 0.7) * seconds)
     run([*args, "--resume"])
     assert_same_board(board, reference)
 
@@ -179,7 +205,7 @@ def test_training_killed_then_resumed_has_identical_weights(model, refs, trained
 
     out = tmp_path / "aldar"
     args = train_args(model, refs, out)
-    kill_when(args, lambda elapsed: (out / "checkpoints" / f"step-{checkpoint:06d}" / "state.json").exists())
+    assert kill_when(args, lambda elapsed: (out / "checkpoints" / f"step-{checkpoint:06d}" / "state.json").exists())
     assert not (out / "card.json").exists()
     run([*args, "--resume"])
     log = (out / "train.log").read_text(encoding="utf-8")
