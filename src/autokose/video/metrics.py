@@ -188,18 +188,16 @@ def identity_per_frame(frames: Iterable, references: Sequence, *, threshold: flo
         faces = find_faces(frame, upsample=1)
         distances.append(None if not faces else round(face_distance(faces[0].embedding, centroid), 4))
     measured = [d for d in distances if d is not None]
+    result.update(frames_with_face=len(measured), frames=len(distances), per_frame=distances)
+    if not measured:  # nothing to judge: not "0% within"
+        if distances:
+            result["skipped"] = f"face: no face found in any of the {len(distances)} frames"
+        return result
     result.update(
-        frames_with_face=len(measured),
-        frames=len(distances),
-        within=sum(d <= threshold for d in measured) / len(distances) if distances else None,
-        mean_distance=round(float(np.mean(measured)), 4) if measured else None,
-        mean_identity=round(float(np.mean([identity_from_distance(d, threshold) for d in measured])), 4)
-        if measured else None,
-        per_frame=distances,
+        within=sum(d <= threshold for d in measured) / len(distances),
+        mean_distance=round(float(np.mean(measured)), 4),
+        mean_identity=round(float(np.mean([identity_from_distance(d, threshold) for d in measured])), 4),
     )
-    if distances and not measured:  # nothing to judge: not "0% within"
-        result["within"] = None
-        result["skipped"] = f"face: no face found in any of the {len(distances)} frames"
     return result
 
 

@@ -78,7 +78,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autokose.errors import InputError
 from autokose.fsio import save_image, temp_target, write_json
 from autokose.video import io, temporal
-from autokose.video.metrics import metrics_json, warp_errors
+from autokose.video.metrics import clip_similarity, identity_per_frame, metrics_json, warp_errors
 
 if TYPE_CHECKING:
     from autokose.render.diffusion.engine import DiffusionEngine, FrameRequest, Region
@@ -474,7 +474,7 @@ def stylize(input: Path | str, out: Path | str, settings: StylizeSettings, engin
         from autokose.video.stabilize import track_face
 
         report("track", 0, 1)
-        source_short = min(io.frame_size(info)[0], io.frame_size(info)[1])
+        source_short = min(io.frame_size(info))
         face_side = min(source_short, max(settings.short_side or source_short, FACE_SIDE))
         track = track_face(f for _, f in io.read_frames(info, settings.start, settings.end, settings.every,
                                                         face_side))
@@ -670,10 +670,8 @@ def _identity_and_clip(meter: _Meter, settings: StylizeSettings, clip_model: str
     """Face identity of the output frames against the references (dlib), CLIP frame-to-frame
     similarity with a CLIP model; each skipped, with the reason, when it cannot be measured."""
     out: dict = {}
-    from autokose.video import metrics
-
-    if settings.references and hasattr(metrics, "identity_per_frame"):
-        out["identity"] = metrics.identity_per_frame(meter.frames(), settings.references)
-    if clip_model and hasattr(metrics, "clip_similarity"):
-        out["clip"] = metrics.clip_similarity(meter.frames(), clip_model)
+    if settings.references:
+        out["identity"] = identity_per_frame(meter.frames(), settings.references)
+    if clip_model:
+        out["clip"] = clip_similarity(meter.frames(), clip_model)
     return out
