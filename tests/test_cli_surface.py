@@ -52,6 +52,10 @@ def assert_one_line_error(result, *needles: str) -> None:
         (["character", "show", "[/x]ö/card.json"], "[/x]ö/card.json"),
         (["character", "train", "[/x]ö", "--images", "i", "--model", "m"], "[/x]ö"),
         (["vocab", "[/x]ö"], "[/x]ö"),
+        (["export", "[bold]ö"], "[bold]ö"),
+        (["export", ".", "--format", "html,[/x]ö"], "[/x]ö"),
+        (["story", LOGLINE, "--export", "[red]mp5"], "[red]mp5"),
+        (["scenes", "[bold]ö", "move", "1", "--to", "2"], "[bold]ö"),
     ],
 )
 def test_brackets_and_non_ascii_in_arguments_are_shown_literally(args, shown, tmp_path, monkeypatch):

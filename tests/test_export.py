@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 from autokose.board import Board
 from autokose.errors import InputError
 from autokose.export import export_board
-from autokose.export.labels import Labels
+from autokose.export.labels import TEXT, Labels
+from autokose.export.settings import ExportSettings
 from autokose.story import Shot, Story
 
 CAPTIONS = [
@@ -68,8 +69,9 @@ def load(path) -> Image.Image:
         return im.convert("RGB")
 
 
-def pdf_text(data: bytes) -> str:
-    """What a PDF reader would extract: every shown string, page by page, mapped through its font's ToUnicode CMap."""
+def pdf_runs(data: bytes) -> list[tuple[int, float, float, str]]:
+    """Every shown string as (page, x, y, text), x and y the baseline start in points from the bottom left,
+    mapped through its font's ToUnicode CMap (what a PDF reader would extract)."""
     objs = {int(n): body for n, body in re.findall(rb"(\d+) 0 obj\n(.*?)\nendobj", data, re.S)}
 
     def stream(n: int) -> bytes:
@@ -86,18 +88,33 @@ def pdf_text(data: bytes) -> str:
 
     fonts = {name: to_unicode(int(ref)) for name, ref in re.findall(rb"/(F\d+) (\d+) 0 R", data)}
     kids = re.search(rb"/Kids \[([^\]]*)\]", data).group(1)
-    lines = []
-    for page in re.findall(rb"(\d+) 0 R", kids):
+    runs = []
+    ops = rb"/(F\d+) [\d.]+ Tf|([\d.]+) ([\d.]+) Td|\(((?:\\.|[^\\)])*)\) Tj|<([0-9A-Fa-f]*)> Tj"
+    for page_no, page in enumerate(re.findall(rb"(\d+) 0 R", kids), 1):
         content = stream(int(re.search(rb"/Contents (\d+) 0 R", objs[int(page)]).group(1)))
         cmap: dict[int, str] = {}
-        for font, literal, hexcodes in re.findall(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) Tj|<([0-9A-Fa-f]*)> Tj", content, re.S):
+        x = y = 0.0
+        for font, tx, ty, literal, hexcodes in re.findall(ops, content, re.S):
             if font:
                 cmap = fonts[font]
                 continue
+            if tx:
+                x, y = float(tx), float(ty)
+                continue
             codes = bytes.fromhex(hexcodes.decode()) if hexcodes else re.sub(
                 rb"\\(.)", lambda m: {b"n": b"\n", b"r": b"\r"}.get(m.group(1), m.group(1)), literal, flags=re.S)
-            lines.append("".join(cmap.get(int.from_bytes(codes[k:k + 2], "big"), "\ufffd") for k in range(0, len(codes), 2)))
-    return "\n".join(lines)
+            text = "".join(cmap.get(int.from_bytes(codes[k:k + 2], "big"), "\ufffd") for k in range(0, len(codes), 2))
+            runs.append((page_no, x, y, text))
+    return runs
+
+
+def pdf_text(data: bytes) -> str:
+    """What a PDF reader would extract: every shown string, page by page, one a line."""
+    return "\n".join(text for *_, text in pdf_runs(data))
+
+
+def pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page\b", data))
 
 
 def test_exports_exist_and_are_self_contained(tmp_path):
@@ -276,3 +293,178 @@ def test_pdf_date_is_fixed_unless_source_date_epoch(tmp_path, monkeypatch):
     assert b"/CreationDate (D:20000101000000Z)" in export_board(board, story, ["pdf"])["pdf"].read_bytes()
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     assert b"/CreationDate (D:20231114221320Z)" in export_board(board, story, ["pdf"])["pdf"].read_bytes()
+
+
+# --- PDF layouts, notes, the sheet's full captions ---------------------------------------------------------------
+
+MM = 72 / 25.4  # points per millimetre
+
+
+def long_text_story(tmp_path, n: int = 7):
+    """A board whose scene 1 has caption, dialogue and notes each near the 2000-character limit (together too
+    long for any cell), scene 2 such a note alone, and scene 3 a short note."""
+    board, story = make_board(tmp_path / "b", n=n, size=(64, 36))
+    story.scenes[0].caption = "очень " * 330 + "ФИНАЛ"
+    story.scenes[0].dialogue = "Бай: " + "скажи " * 320 + "ВСЁ"
+    story.scenes[0].notes = "шум ветра, " * 180 + "КОНЕЦ"
+    story.scenes[1].notes = "шум ветра, " * 180 + "ТИШИНА"
+    story.scenes[2].notes = "Камера медленно наезжает; звук: ветер."
+    return board, story
+
+
+def assert_text_inside_cells(data: bytes, grid) -> None:
+    """Every panel's text sits below its own frame and above the next row: none spilled into another panel."""
+    rows = [grid.cell(r * grid.cols)[1] for r in range(grid.rows)]
+    for page, _, y_pt, text in pdf_runs(data):
+        y = grid.page_h - y_pt / MM  # baseline, mm from the top
+        if y < grid.margin_top + grid.header_h or y > grid.page_h - grid.footer_h:  # page header and footer
+            continue
+        assert any(top + grid.frame_h < y <= top + grid.cell_h + 0.01 for top in rows), (page, round(y, 1), text)
+
+
+@pytest.mark.parametrize("per_page", [1, 2, 3, 4, 6, 9])
+@pytest.mark.parametrize("orientation", ["landscape", "portrait"])
+def test_pdf_layouts_page_count_and_cut_text(tmp_path, per_page, orientation):
+    from autokose.export.pdf import layout
+
+    board, story = long_text_story(tmp_path)
+    settings = ExportSettings(pdf_panels=per_page, orientation=orientation)
+    data = export_board(board, story, ["pdf"], settings)["pdf"].read_bytes()
+    pages = -(-7 // per_page)
+    assert pdf_pages(data) == pages
+    text = pdf_text(data)
+    assert f"стр. {pages} / {pages}" in text
+    assert [int(n) for n in re.findall(r"Сцена (\d+) —", text)] == list(range(1, 8))  # every panel, in order
+    runs = [t for *_, t in pdf_runs(data)]
+    cut = {end: any(words in t and t.endswith("…") for t in runs)
+           for words, end in (("очень", "ФИНАЛ"), ("скажи", "ВСЁ"), ("шум ветра", "КОНЕЦ"))}
+    assert all(cut[end] != (end in text) for end in cut), cut  # each shown whole, or cut and saying so
+    assert cut["КОНЕЦ"]  # together they fit no cell: the notes, last in line, lose lines but keep some
+    assert "Заметки: Камера медленно наезжает; звук: ветер." in " ".join(text.split())
+    assert_text_inside_cells(data, layout(settings, 36 / 64))
+
+
+def test_pdf_grid_follows_page_shape_and_default_is_unchanged():
+    from autokose.export.pdf import Grid, layout
+
+    def shape(k, orientation, page="A4"):
+        g = layout(ExportSettings(pdf_panels=k, orientation=orientation, page=page))
+        return g.cols, g.rows
+
+    assert [shape(k, "landscape") for k in (1, 2, 3, 4, 6, 9)] == [(1, 1), (2, 1), (3, 1), (2, 2), (3, 2), (3, 3)]
+    assert [shape(k, "portrait") for k in (1, 2, 3, 4, 6, 9)] == [(1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3)]
+    assert shape(2, "portrait", "tabloid") == (1, 2) and shape(6, "landscape", "letter") == (3, 2)
+    assert layout(ExportSettings()) == Grid()  # A4 landscape, six a page: the board as it always was
+    assert layout(ExportSettings(pdf_panels=6), 16 / 9).cols == 6  # portrait frames: one row of tall cells
+    for page in ("A4", "A3", "letter", "tabloid"):
+        for orientation in ("landscape", "portrait"):
+            for k in (1, 2, 3, 4, 6, 9):
+                g = layout(ExportSettings(pdf_panels=k, page=page, orientation=orientation))
+                x, y = g.cell(g.per_page - 1)
+                assert x + g.cell_w <= g.page_w - g.margin_x + 1e-6 and y + g.cell_h <= g.page_h - g.footer_h + 1e-6
+                assert g.frame_h >= 20 and g.cell_h - g.frame_h >= g.min_text_h - 1e-6 and g.frame_w <= g.cell_w + 1e-6
+
+
+@pytest.mark.parametrize("page, orientation, size", [
+    ("A4", "portrait", (595.28, 841.89)), ("A4", "landscape", (841.89, 595.28)),
+    ("letter", "landscape", (792, 612)), ("letter", "portrait", (612, 792)),
+    ("A3", "landscape", (1190.55, 841.89)), ("tabloid", "portrait", (792, 1224)),
+])
+def test_pdf_media_box_is_page_size_and_orientation(tmp_path, page, orientation, size):
+    board, story = make_board(tmp_path / "b", n=2, size=(64, 36))
+    data = export_board(board, story, ["pdf"], ExportSettings(page=page, orientation=orientation))["pdf"].read_bytes()
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", data)
+    assert boxes and all(float(w) == pytest.approx(size[0], abs=0.5) and float(h) == pytest.approx(size[1], abs=0.5)
+                         for w, h in boxes)
+
+
+def test_notes_and_dialogue_in_pdf_and_html(tmp_path):
+    board, story = make_board(tmp_path / "b", n=3, size=(64, 36))
+    story.scenes[1].notes = "Звук: <script>alert(1)</script> & ветер; камера наезжает."
+    story.scenes[1].dialogue = "Бай: Продай мне яйцо!"
+    paths = export_board(board, story, ["pdf", "html"], ExportSettings(pdf_panels=2))
+    text = " ".join(pdf_text(paths["pdf"].read_bytes()).split())
+    assert "Заметки: Звук: <script>alert(1)</script> & ветер; камера наезжает." in text
+    assert "Бай: Продай мне яйцо!" in text and "— Это яйцо несёт золото!" in text
+    html = paths["html"].read_text(encoding="utf-8")
+    assert ('<p class="notes"><b>Заметки</b>Звук: &lt;script&gt;alert(1)&lt;/script&gt; &amp; ветер; '
+            'камера наезжает.</p>') in html
+    assert "<script>alert(1)" not in html
+    assert html.count('<p class="notes">') == 1  # only the panel that has notes
+    assert html.count('<p class="dialogue"') == 2 and "Бай: Продай мне яйцо!" in html
+    panel = html.split('id="scene-02"')[1].split("</article>")[0]
+    assert panel.index('class="caption"') < panel.index('class="dialogue"') < panel.index('class="notes"')
+
+
+def test_notes_are_labelled_in_the_story_language(tmp_path):
+    board, story = make_board(tmp_path / "b", n=1, size=(64, 36), language="kk")
+    story.scenes[0].notes = "Жел соғады"
+    paths = export_board(board, story, ["pdf", "html"])
+    assert "<b>Ескертпелер</b>Жел соғады" in paths["html"].read_text(encoding="utf-8")
+    assert "Ескертпелер: Жел соғады" in pdf_text(paths["pdf"].read_bytes())
+    for code in ("en", "ru", "kk"):  # each language has its own words, not English by fallback
+        assert {"notes", "dialogue"} <= set(TEXT[code])
+    assert Labels("en")["notes"] == "Notes" and Labels("ru")["dialogue"] == "Реплика"
+
+
+def test_unknown_pdf_layout_is_refused():
+    for bad in ({"pdf_panels": 5}, {"pdf_panels": 0}, {"page": "B5"}, {"orientation": "diagonal"}):
+        with pytest.raises(ValueError):
+            ExportSettings(**bad)
+    with pytest.raises(ValueError, match="5 panels a page is not a layout"):
+        ExportSettings(pdf_panels=5)
+
+
+def test_wrap_keeps_every_word_and_each_line_fits():
+    from PIL import ImageFont
+
+    from autokose.export import font_path
+    from autokose.export.sheet import CAPTION_SIZE, wrap
+
+    font = ImageFont.truetype(str(font_path()), CAPTION_SIZE)
+    text = ("Алдар Косе в лохмотьях входит в юрту бая и, не снимая шапки, садится у очага — "
+            "бай смотрит на него с подозрением, а слуги перешёптываются у входа.")
+    for width in (150, 200, 360):  # the longest word (перешёптываются) fits 150 px
+        lines = wrap(text, font, width)
+        assert len(lines) > 1
+        assert " ".join(lines).split() == text.split()  # every word, in order, none cut
+        assert all(font.getlength(line) <= width for line in lines)
+        for line, after in zip(lines, lines[1:]):  # greedy: the next line's first word did not fit
+            assert font.getlength(f"{line} {after.split(' ')[0]}") > width
+        assert not any(line.endswith((" в", " и", " а", " у")) for line in lines)  # short words stay with the next
+    word = "Көсеқулықпенкүледіәғқңөұүһі" * 3
+    pieces = wrap(word, font, 60)
+    assert "".join(pieces) == word and all(font.getlength(p) <= 60 for p in pieces) and len(pieces) > 3
+    assert wrap("один\nдва\n\nтри", font, 500) == ["один", "два", "три"]
+    assert wrap("   ", font, 100) == []
+
+
+def test_sheet_row_grows_to_its_longest_caption(tmp_path):
+    from PIL import ImageFont
+
+    from autokose.export import font_path
+    from autokose.export.sheet import CAPTION_LINE_H, CAPTION_SIZE, HEADER_H, PAD, THUMB_W, label_height, wrap
+
+    board, story = make_board(tmp_path / "b", n=6, size=(64, 36))
+    story.scenes[1].caption = "Короткая подпись."
+    for scene in story.scenes[2:]:
+        scene.caption = "Бай считает монеты."
+    short = load(export_board(board, story, ["sheet"])["sheet"])
+    long_caption = " ".join(f"слово{k}" for k in range(120)) + " КОНЕЦ"
+    story.scenes[1].caption = long_caption
+    tall = load(export_board(board, story, ["sheet"])["sheet"])
+    font = ImageFont.truetype(str(font_path()), CAPTION_SIZE)
+    lines = wrap(long_caption, font, THUMB_W)
+    assert len(lines) > 10
+    first_row_short = label_height(max(len(wrap(s, font, THUMB_W)) for s in (CAPTIONS[0], "Короткая подпись.")))
+    assert tall.size[0] == short.size[0] and tall.size[1] - short.size[1] == label_height(len(lines)) - first_row_short
+    # The caption's last line is drawn at the bottom of the grown label (ink under column 2), and the
+    # second row starts below it (its thumbnail is where the grown row ends).
+    thumb_h = round(THUMB_W * 36 / 64)
+    last_line_y = HEADER_H + PAD + thumb_h + label_height(len(lines)) - CAPTION_LINE_H
+    x2 = 2 * PAD + THUMB_W
+    strip = np.asarray(tall.crop((x2, last_line_y, x2 + THUMB_W, last_line_y + 12)))
+    assert (strip < 128).any()
+    row2_y = HEADER_H + 2 * PAD + thumb_h + label_height(len(lines))
+    assert tall.getpixel((PAD + 40, row2_y + thumb_h - 4)) != (255, 255, 255)  # inside the 5th frame
+    assert tall.getpixel((PAD + 40, row2_y - PAD // 2)) == (255, 255, 255)  # the gap above it

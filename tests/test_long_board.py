@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from autokose.app.cli import app
 from autokose.board import Board, frame_key, frame_order
-from autokose.export.sheet import HEADER_H, LABEL_H, MAX_WIDTH, PAD, grid
+from autokose.export.sheet import MAX_WIDTH, sheet_layout
 
 LOGLINE = "Алдар Косе продаёт жадному баю «золотое яйцо»."
 N = 120
@@ -86,15 +86,13 @@ def test_html_and_pdf_show_the_panels_in_scene_order(long_board):
 def test_the_sheet_is_one_capped_grid_in_scene_order(long_board):
     with Image.open(long_board / "sheet.png") as im:
         sheet = im.convert("RGB")
-    cols, thumb_w = grid(N, SIZE[1] / SIZE[0])
-    thumb_h = round(thumb_w * SIZE[1] / SIZE[0])
+    geo = sheet_layout([scene.caption for scene in Board(long_board).load_story().scenes], SIZE[1] / SIZE[0])
+    cols, thumb_w, thumb_h = geo.cols, geo.thumb_w, geo.thumb_h
     assert cols > 4 and sheet.width <= MAX_WIDTH and sheet.height < 1.2 * sheet.width  # not a 30-row strip
-    rows = -(-N // cols)
-    assert sheet.height == HEADER_H + rows * (thumb_h + LABEL_H) + (rows + 1) * PAD
+    assert sheet.size == (geo.width, geo.height)  # rows as tall as their captions (wrapped in full)
 
     def cell(n: int) -> np.ndarray:  # the lower half of slot n (below the number tag)
-        row, col = divmod(n, cols)
-        x, y = PAD + col * (thumb_w + PAD), HEADER_H + PAD + row * (thumb_h + LABEL_H + PAD)
+        x, y = geo.cell(n)
         return np.asarray(sheet.crop((x + 2, y + thumb_h // 2, x + thumb_w - 2, y + thumb_h - 2)), dtype=float)
 
     def thumb(index: int) -> np.ndarray:

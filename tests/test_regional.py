@@ -258,7 +258,9 @@ def test_a_characters_text_encoder_lora_encodes_only_its_own_slot(model, store):
     assert torch.equal(state.texts[0, 1], emb.prompt[0])  # the shared slot: no character's LoRA
     assert not torch.allclose(state.texts[1, 1], emb.prompt[0])  # aldar's slot: same words, its LoRA on
     words = encode_prompts(bare.session().pipe, [f"{SHARED}, {WORDS}"], [""], 4).prompt[0]
-    assert torch.equal(state.texts[2, 1], words)
+    # the same words encoded in another batch: equal up to float rounding (1e-7 seen on some CPUs),
+    # where a LoRA left on would move them by far more
+    assert torch.allclose(state.texts[2, 1], words, rtol=0, atol=1e-5)
     assert torch.equal(state.texts[1, 0], emb.negative[0])  # guidance: the negative in every slot
     assert state.owners == [[None, None], ["aldar", "aldar"], ["bai", "bai"]]
     assert not np.array_equal(px(draw(owned, [request])[0]), px(draw(bare, [request])[0]))

@@ -6,7 +6,10 @@
     candidates/NN_k.png, .svg, .json    candidates of the quality loop
     manifest.json    versions, parameters, seeds, input hashes, timings
     scores.json, scores_heatmap.png     identity scores
-    board.html, board.pdf, sheet.png    exports
+    board.html, board.pdf, sheet.png    exports (EXPORT_FILES): the board to read and print,
+    animatic.mp4, animatic.gif          the animatic,
+    timeline.otio, .xml, .fcpxml, .edl  the editorial timeline (OTIO, FCP7, FCPX, CMX 3600),
+    shots.csv, captions.srt, .vtt       the shot list and the captions timed to the animatic
 
 One run at a time: a run holds an exclusive lock on the folder (`Board.claim`), so a second run
 on the same board fails at once instead of interleaving its files with the first one's. The
@@ -20,6 +23,7 @@ import hashlib
 import os
 import platform
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,10 +52,17 @@ LAYOUTS_VERSION = 1
 SCORES_FILE = "scores.json"
 HEATMAP_FILE = "scores_heatmap.png"
 LAYOUTS_FILE = "layouts.json"
+# Export format → the file it writes in the board folder (`autokose export --format`).
+EXPORT_FILES = {
+    "html": "board.html", "pdf": "board.pdf", "sheet": "sheet.png",
+    "mp4": "animatic.mp4", "gif": "animatic.gif",
+    "otio": "timeline.otio", "fcp7": "timeline.xml", "fcpx": "timeline.fcpxml", "edl": "timeline.edl",
+    "csv": "shots.csv", "srt": "captions.srt", "vtt": "captions.vtt",
+}
 # Files the board writes, per sub-folder ("" is the board folder): the only ones it ever deletes.
+_TOP_FILES = ("story.json", "manifest.json", SCORES_FILE, HEATMAP_FILE, LAYOUTS_FILE, *EXPORT_FILES.values())
 OWNED = {
-    "": re.compile(rf"^(story\.json|manifest\.json|board\.html|board\.pdf|sheet\.png|"
-                   rf"{re.escape(SCORES_FILE)}|{re.escape(HEATMAP_FILE)}|{re.escape(LAYOUTS_FILE)})$"),
+    "": re.compile(rf"^({'|'.join(map(re.escape, _TOP_FILES))})$"),
     "frames": re.compile(r"^\d{2,3}\.(png|svg)$"),
     "control": re.compile(r"^\d{2,3}_pose\.(png|json)$"),
     "candidates": re.compile(r"^\d{2,3}_\d+\.(png|svg|json)$"),
@@ -59,6 +70,9 @@ OWNED = {
 # Paths a run writes through or reads back; a symlink among them must stay inside the board.
 LINK_CHECKED = ("story.json", "manifest.json", LAYOUTS_FILE, SCORES_FILE, "frames", "control", "candidates")
 WRITE_PROBE = re.compile(r"^\.write-test-\d+$")  # fsio.ensure_writable_dir's probe, left by kill -9
+# Where a scene edit (`autokose scenes`) stages the board it is making before swapping it in (see `rearrange`).
+EDIT_DIR = ".scenes-edit"
+SCENE_SUBS = ("frames", "control", "candidates")  # sub-folders whose files are named by scene
 
 
 def frame_key(index: int) -> str:
@@ -99,6 +113,19 @@ class Board:
     @property
     def sheet_path(self) -> Path:
         return self.root / "sheet.png"
+
+    def export_path(self, fmt: str) -> Path:
+        """The file export format `fmt` writes (EXPORT_FILES)."""
+        return self.root / EXPORT_FILES[fmt]
+
+    def sound_path(self, sound: str) -> Path:
+        """A scene's `sound` (relative to the board) as a path; InputError when it is missing or leads out."""
+        path = self.root / sound
+        if not path.is_file():
+            raise InputError(f"{path}: no such sound file (a scene's `sound` is relative to the board folder)")
+        if not self.contains(path):
+            raise InputError(f"{path}: is a symlink that leaves the board; copy the sound into the board folder")
+        return path
 
     def frame_path(self, index: int, ext: str = "png") -> Path:
         return self.root / "frames" / f"{frame_key(index)}.{ext}"
@@ -146,6 +173,7 @@ class Board:
             raise InputError(f"{self.root}: output folder is not writable ({e.strerror or e})") from None
         try:
             with self.lock():
+                self.finish_edit()
                 self.check(fresh=fresh)
                 ensure_writable_dir(self.root)
                 self.remove_temp_files()
@@ -222,6 +250,75 @@ class Board:
                 if leftover and f.is_file() and not f.is_symlink():
                     f.unlink()
 
+    # -- scene edits -------------------------------------------------------------
+    def scene_files(self, index: int) -> list[Path]:
+        """The files of scene `index` in frames/, control/ and candidates/ (frame, SVG, pose, candidates)."""
+        key = frame_key(index)
+        found = []
+        for sub in SCENE_SUBS:
+            folder = self.root / sub
+            if folder.is_dir() and not folder.is_symlink():
+                found += sorted(f for f in folder.iterdir() if OWNED[sub].match(f.name) and _scene_of(f.name) == key)
+        return found
+
+    def rearrange(self, order: list[int | None], documents: dict[str, bytes]) -> None:
+        """Renumber the scenes' files: new scene n takes the files of old scene `order[n-1]` (None: a new
+        scene, no files; an old scene listed twice is copied; one not listed is deleted), and `documents`
+        (name in the board → bytes: story.json, manifest.json, ...) replace theirs, all or nothing.
+
+        Everything is first staged in EDIT_DIR (hard links, so no frame is copied), then a `ready` mark
+        is written; only then are files swapped in. A kill before the mark leaves the board as it was
+        (the stage is dropped at the next claim); after it, the next claim finishes the swap
+        (`finish_edit`), so a board is never left half renumbered.
+        """
+        stage = self.root / EDIT_DIR
+        if stage.exists():
+            shutil.rmtree(stage)
+        targets = []
+        for new, old in enumerate(order, 1):
+            for path in self.scene_files(old) if old is not None else []:
+                name = frame_key(new) + path.name[len(frame_key(old)):]
+                target = stage / path.parent.name / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(path, target)
+                targets.append(f"{path.parent.name}/{name}")
+        for name, data in documents.items():
+            write_bytes(stage / "documents" / name, data)
+        write_json(stage / "plan.json", {"scene_files": targets, "documents": sorted(documents)})
+        write_text(stage / "ready", "")
+        self.finish_edit()
+
+    def finish_edit(self) -> None:
+        """Swap in a staged scene edit (see `rearrange`) once it is marked ready; drop an unfinished one.
+
+        Idempotent: files already swapped in are kept (the plan lists the whole new set), so a kill
+        during the swap is finished by the next claim.
+        """
+        stage = self.root / EDIT_DIR
+        if not stage.is_dir() or stage.is_symlink():
+            return
+        if not (stage / "ready").is_file():
+            shutil.rmtree(stage)
+            return
+        plan = read_json_object(stage / "plan.json", "scene edit plan")
+        keep = set(plan["scene_files"])
+        for sub in SCENE_SUBS:
+            folder = self.root / sub
+            if folder.is_dir() and not folder.is_symlink():
+                for f in folder.iterdir():
+                    if OWNED[sub].match(f.name) and f"{sub}/{f.name}" not in keep:
+                        f.unlink()
+        for rel in plan["scene_files"]:
+            staged = stage / rel
+            if staged.exists():
+                (self.root / rel).parent.mkdir(exist_ok=True)
+                os.replace(staged, self.root / rel)
+        for name in plan["documents"]:
+            staged = stage / "documents" / name
+            if staged.exists():
+                os.replace(staged, self.root / name)
+        shutil.rmtree(stage)
+
     def load_story(self) -> Story:
         self._check_link(self.story_path)
         return Story.load(self.story_path)
@@ -235,9 +332,7 @@ class Board:
         An artifact like the frames: the controls, the regions and the scorer read it, and a
         user (or the web studio) may move a figure in it; `load_layouts` gives it back.
         """
-        write_json(self.layouts_path, {"version": LAYOUTS_VERSION, "width": width, "height": height,
-                                       "layouts": [lay.model_dump(mode="json") for lay in layouts]},
-                   only_if_changed=True)
+        write_json(self.layouts_path, layouts_document(layouts, width, height), only_if_changed=True)
 
     def load_layouts(self) -> tuple[list[Layout], int, int] | None:
         """(layouts, width, height) from layouts.json; None when the board has none (an older board)."""
@@ -340,6 +435,12 @@ class Board:
 
     def save_manifest(self, manifest: dict) -> None:
         """Write the manifest atomically; it is saved after every frame, so it is never behind the frames."""
+        story_sha = sha256_file(self.story_path) if self.story_path.exists() else None
+        write_json(self.manifest_path, self.manifest_document(manifest, story_sha))
+
+    @staticmethod
+    def manifest_document(manifest: dict, story_sha256: str | None) -> dict:
+        """The manifest as it is saved: versions, times and environment stamped, frames in scene order."""
         manifest = dict(manifest)
         manifest["manifest_version"] = MANIFEST_VERSION
         manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -347,9 +448,9 @@ class Board:
         manifest["environment"] = environment()
         if isinstance(manifest.get("frames"), dict):  # by scene number, whatever order frames were drawn in
             manifest["frames"] = dict(sorted(manifest["frames"].items(), key=lambda item: frame_order(item[0])))
-        if self.story_path.exists():
-            manifest["story_sha256"] = sha256_file(self.story_path)
-        write_json(self.manifest_path, manifest)
+        if story_sha256 is not None:
+            manifest["story_sha256"] = story_sha256
+        return manifest
 
 
 @cache
@@ -398,3 +499,22 @@ def _remove_empty_dirs(root: Path, top: Path) -> None:
         folder.rmdir()
         if folder == top:
             return
+
+
+def layouts_document(layouts: list[Layout], width: int, height: int) -> dict:
+    """layouts.json's content."""
+    return {"version": LAYOUTS_VERSION, "width": width, "height": height,
+            "layouts": [lay.model_dump(mode="json") for lay in layouts]}
+
+
+def _scene_of(name: str) -> str:
+    """The frame key a scene file is named by: '03' for 03.png, 03_pose.json and 03_2.svg."""
+    return re.match(r"^\d+", name)[0]
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (free, and safe: the board replaces files, never writes into them), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

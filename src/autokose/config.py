@@ -12,7 +12,9 @@ import logging
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autokose.board import EXPORT_FILES
 from autokose.errors import InputError, format_validation_error
+from autokose.export.settings import ExportSettings
 from autokose.render import MAX_SIDE, MIN_SIDE, RenderSettings
 from autokose.render.quality import QualitySettings
 from autokose.story import MAX_SCENES, check_logline
@@ -37,6 +39,7 @@ class RunConfig(BaseModel):
     stages: list[str] = Field(default_factory=lambda: list(STAGES))
     only: list[int] | None = None
     exports: list[str] = Field(default_factory=lambda: ["html", "pdf", "sheet"])
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
     @field_validator("stages")
     @classmethod
@@ -48,6 +51,15 @@ class RunConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown stage(s): {', '.join(map(repr, unknown))} (stages: {', '.join(STAGES)})")
         return stages
+
+    @field_validator("exports")
+    @classmethod
+    def _known_exports(cls, exports: list[str]) -> list[str]:
+        exports = [f.strip().lower() for f in exports if f.strip()]
+        unknown = [f for f in exports if f not in EXPORT_FILES]
+        if unknown:
+            raise ValueError(f"unknown export format '{unknown[0]}' (formats: {', '.join(EXPORT_FILES)})")
+        return list(dict.fromkeys(exports))
 
 
 # Options of a run that belong to that run alone: never taken over from the saved settings.
@@ -74,13 +86,15 @@ def saved(board) -> RunConfig | None:
                          "fix or delete manifest.json") from None
 
 
-def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
+def resolve(saved: RunConfig | None, overrides: dict, *, announce: bool = True) -> RunConfig:
     """The settings of this run: `saved` (a board's manifest) with `overrides` given on top.
 
     `overrides` maps option names (RunConfig fields, quality and size options, and the
     diffusion options under their command-line names: model, lora, steps, ...) to values;
-    None means "not given". Saved settings the user did not give again are kept and logged.
-    `picks` add to the saved picks. Raises InputError for settings that do not fit together.
+    None means "not given". Saved settings the user did not give again are kept and logged
+    (`announce=False`: kept silently, for a command such as `export` that draws nothing).
+    `picks` add to the saved picks. Export options (ExportSettings' fields: fps, still, ...) are
+    saved with the board like the render settings. Raises InputError for settings that do not fit together.
     """
     if overrides.get("logline") is not None:
         check_logline(overrides["logline"])  # every entry point refuses the same loglines
@@ -96,6 +110,8 @@ def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
     quality.update({k: given.pop(k) for k in QUALITY if k in given})
     quality["picks"] = {**quality["picks"], **given.pop("picks", {})}
 
+    data["export"].update({k: given.pop(k) for k in list(given) if k in ExportSettings.model_fields})
+
     render = data["render"]
     render.update(_frame_size(render, {k: given.pop(k) for k in SIZE if k in given}))
     diffusion = render["diffusion"]
@@ -108,7 +124,7 @@ def resolve(saved: RunConfig | None, overrides: dict) -> RunConfig:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise InputError(format_validation_error(e)) from None
-    if saved is not None:
+    if saved is not None and announce:
         _log_kept(saved, overrides)
     return cfg
 
@@ -137,6 +153,8 @@ def _log_kept(saved: RunConfig, overrides: dict) -> None:
              if k not in given and getattr(saved.render, k) != RenderSettings.model_fields[k].default]
     kept += [(k, getattr(saved.quality, k)) for k in QUALITY
              if k not in given and getattr(saved.quality, k) != QualitySettings.model_fields[k].default]
+    kept += [(k, v) for k, v in saved.export.model_dump().items()
+             if k not in given and v != ExportSettings.model_fields[k].default]
     if saved.characters_file and "characters_file" not in given:
         kept.append(("characters", saved.characters_file))
     if kept:

@@ -71,9 +71,13 @@ def write_text(path: Path | str, text: str, *, only_if_changed: bool = False) ->
     return write_bytes(path, text.encode("utf-8"), only_if_changed=only_if_changed)
 
 
+def json_text(data: Any) -> str:
+    """JSON as every board file is written: UTF-8 text kept readable, indented, newline-terminated."""
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+
+
 def write_json(path: Path | str, data: Any, *, only_if_changed: bool = False) -> Path:
-    text = json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
-    return write_text(path, text, only_if_changed=only_if_changed)
+    return write_text(path, json_text(data), only_if_changed=only_if_changed)
 
 
 def write_with(path: Path | str, writer: Callable[[Path], Any]) -> Path:

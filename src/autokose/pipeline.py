@@ -23,7 +23,7 @@ from autokose.render.quality import render_frames
 from autokose.staging import Layout, layout_scene, staging_key
 from autokose.story import Story
 
-__all__ = ["STAGES", "Cancel", "Cancelled", "Progress", "RunConfig", "run", "score"]
+__all__ = ["STAGES", "Cancel", "Cancelled", "Progress", "RunConfig", "export", "run", "score"]
 
 log = logging.getLogger("autokose")
 
@@ -120,11 +120,11 @@ def _build(board: Board, cfg: RunConfig, bible, manifest: dict, story: Story | N
 
         timed("score", score_board, board, story, layouts, clip_model=cfg.quality.clip_model)
 
-    # 6. export: board.html, board.pdf, sheet.png
+    # 6. export: board.html, board.pdf, sheet.png, and the animatic, timeline, shot list asked for
     if "export" in cfg.stages:
-        from autokose.export import export_board
+        from autokose.export import export_board, formats_to_write
 
-        timed("export", export_board, board, story, cfg.exports)
+        timed("export", export_board, board, story, formats_to_write(board, cfg.exports), cfg.export, progress)
     board.save_manifest(manifest)
 
 
@@ -143,10 +143,12 @@ def _check_before_writing(board: Board, cfg: RunConfig, story: Story, assets: di
     if "render" in cfg.stages:
         check_renderer(cfg.render, assets)  # models, LoRAs, IP-Adapter, references
     rescored = "score" in cfg.stages and cfg.render.renderer != "previz"
-    if "export" in cfg.stages and not rescored:
-        from autokose.export import load_scores
+    if "export" in cfg.stages:
+        from autokose.export import check_exports, formats_to_write, load_scores
 
-        load_scores(board)  # the exports show the kept scores.json: a broken one fails here, not halfway
+        check_exports(board, story, formats_to_write(board, cfg.exports), cfg.export)  # libraries, sound files
+        if not rescored:
+            load_scores(board)  # the exports show the kept scores.json: a broken one fails here, not halfway
     if cfg.quality.clip_model and {"render", "score"} & set(cfg.stages):
         from autokose.score.clip import check_clip_model
 
@@ -250,6 +252,35 @@ def score(out: Path, *, clip_model: str | None = None, progress: Progress | None
         (progress or (lambda *a: None))("score", 1, 1)
         export_board(board, story, ["html"])
     return scores
+
+
+def export(out: Path, overrides: dict, *, progress: Progress | None = None, cancel: Cancel | None = None
+           ) -> dict[str, Path]:
+    """Write a board's exports (`overrides`: `exports`, the formats, and ExportSettings' options), and
+    every other export the board already holds, so that none is left stale (`export.formats_to_write`).
+
+    The settings are the board's saved ones with `overrides` on top (`config.resolve`, as for a
+    run), and are saved back into manifest.json, so the next export, or a render run's export
+    stage, makes the same animatic and timeline. Everything is checked before the first file is
+    written. Returns format → file.
+    """
+    from autokose.config import resolve, saved
+    from autokose.export import export_board, formats_to_write
+
+    board = Board(out)
+    if not board.story_path.exists():
+        raise InputError(f"{board.root}: no story.json here (is it a board folder?)")
+    with board.claim(fresh=False):
+        story = board.load_story()
+        cfg = resolve(saved(board), overrides, announce=False)
+        board.check_frames(story)
+        check_cancel(cancel)
+        written = export_board(board, story, formats_to_write(board, cfg.exports), cfg.export, progress)
+        manifest = board.load_manifest()
+        if manifest.get("command"):
+            manifest["command"]["export"] = cfg.export.model_dump(mode="json")
+            board.save_manifest(manifest)
+    return written
 
 
 def write_controls(board: Board, layouts, width: int, height: int, progress: Progress) -> None:

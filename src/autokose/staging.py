@@ -158,7 +158,11 @@ def stage_story(story: Story, aspect: float = DEFAULT_ASPECT) -> list[Layout]:
 
 
 # Scene fields staging never reads: editing them keeps a saved (maybe hand-adjusted) layout.
-UNSTAGED = {"caption", "dialogue", "action", "prompt", "negative_prompt", "seed", "duration"}
+# Scene fields that do not move a figure. The index is among them: a scene moved to another place in
+# the story (`autokose scenes move`) keeps its layout unless its new neighbours change its framing
+# (reframe_zoom, which the key holds).
+UNSTAGED = {"index", "caption", "dialogue", "action", "prompt", "negative_prompt", "seed", "duration", "notes",
+            "sound"}
 
 
 def staging_key(story: Story, scene: Scene) -> str:

@@ -160,6 +160,24 @@ class Scene(_Model):
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     duration: Annotated[float, Field(gt=0, le=60)] = 3.0
+    notes: str = Field("", max_length=MAX_CAPTION_CHARS,
+                       description="The board artist's notes for the panel (camera, sound, timing); shown in "
+                                   "board.html, the PDF and shots.csv, never drawn.")
+    sound: str | None = Field(None, max_length=500,
+                              description="Audio file for this panel in the animatic, relative to the board folder "
+                                          "(e.g. sound/03.wav); it plays from the panel's first frame and is cut at "
+                                          "its last.")
+
+    @field_validator("sound")
+    @classmethod
+    def _relative_sound(cls, v: str | None) -> str | None:
+        """A path inside the board: boards are mailed around, and an export must not read files from elsewhere."""
+        if v is None or not v.strip():
+            return None
+        parts = v.replace("\\", "/").split("/")
+        if v.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
+            raise ValueError(f"{v!r} must be a path inside the board folder (relative, no '..')")
+        return v
 
     def direction(self, cid: str) -> Blocking:
         return self.blocking.get(cid) or Blocking()

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autokose import __version__
+from autokose.app.board_files import export, scenes_app
 from autokose.app.character import app as character_app
 from autokose.app.flags import (  # option types shared with `autokose video`
     OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Consistency, ConsistencyBlocks, ConsistencyMasked,
@@ -98,6 +99,9 @@ def story(
     seed: Annotated[int, typer.Option(help="Seed for the story and every frame.", rich_help_panel=STORY)] = 0,
     characters: Annotated[Optional[Path], typer.Option(help="Character bible YAML that overrides/extends the built-in cast.", rich_help_panel=STORY)] = None,
     stages: Stages = None,
+    export_formats: Annotated[Optional[str], typer.Option(
+        "--export", help="Comma-separated formats the export stage writes (default html,pdf,sheet; see `autokose "
+                         "export --help`).", rich_help_panel=OUTPUT)] = None,
     resume: Annotated[bool, typer.Option(help="Continue a board in OUT: keep its story, render only missing frames.", rich_help_panel=OUTPUT)] = False,
     force: Annotated[bool, typer.Option(help="Overwrite a non-empty OUT.", rich_help_panel=OUTPUT)] = False,
     llm_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or AUTOKOSE_LLM_BASE_URL).", rich_help_panel=STORY)] = None,
@@ -127,7 +131,7 @@ def story(
                          writer_options=writer_options, characters_file=str(characters) if characters else None,
                          best_of=best_of if best_of != 1 else None, min_identity=min_identity,
                          reroll_on_swap=reroll_on_swap,
-                         clip_model=clip_model, stages=stages or list(STAGES))
+                         clip_model=clip_model, stages=stages or list(STAGES), exports=_formats(export_formats))
         cfg_ = resolve(saved(Board(out)) if resume and not force else None, overrides)  # checks the logline too
         with stage_progress() as progress:
             board = run(cfg_, out, resume=resume, force=force, progress=progress)
@@ -141,6 +145,9 @@ def render(
                                                 rich_help_panel=OUTPUT)] = None,
     pick: Annotated[Optional[list[str]], typer.Option(help="Keep candidate C for scene S: S=C (repeatable).", rich_help_panel=QUALITY)] = None,
     stages: Stages = None,
+    export_formats: Annotated[Optional[str], typer.Option(
+        "--export", help="Comma-separated formats the export stage writes (default html,pdf,sheet).",
+        rich_help_panel=OUTPUT)] = None,
     model: Model = None, vae: Vae = None, lora: Lora = None, ip_adapter: IpAdapter = None, ip_adapter_scale: IpScale = None,
     controlnet: ControlNet = None, controlnet_scale: ControlScale = None, lineart: Lineart = None,
     lineart_scale: LineartScale = None, consistency: Consistency = None, consistency_masked: ConsistencyMasked = None,
@@ -165,11 +172,19 @@ def render(
         board = Board(story_json.parent)
         overrides = dict(options, picks=picks, best_of=best_of if best_of != 1 else None, min_identity=min_identity,
                          reroll_on_swap=reroll_on_swap,
-                         clip_model=clip_model, stages=stages or [s for s in STAGES if s != "write"], only=only)
+                         clip_model=clip_model, stages=stages or [s for s in STAGES if s != "write"], only=only,
+                         exports=_formats(export_formats))
         cfg_ = resolve(saved(board), overrides)
         with stage_progress() as progress:
             board = run(cfg_, board.root, story=story_, progress=progress)
     _report(board, cfg_.stages)
+
+
+def _formats(formats: str | None) -> list[str] | None:
+    """--export FORMATS as a list (unknown names: export.parse_formats, as InputError)."""
+    from autokose.export import parse_formats
+
+    return parse_formats(formats) if formats else None
 
 
 class SchemaOf(str, Enum):
@@ -307,6 +322,9 @@ def _report(board, stages: list[str]) -> None:
 
 
 app.add_typer(character_app, name="character", help="Train and inspect character identity assets.")
+app.command(name="export")(export)
+app.add_typer(scenes_app, name="scenes", help="Reorder a board's scenes: move, insert, delete, duplicate "
+                                              "(autokose scenes BOARD move 3 --to 1).")
 app.add_typer(video_app, name="video", help="Footage → stylised character video (autokose video stylize).")
 
 

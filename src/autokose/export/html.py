@@ -1,7 +1,9 @@
 """board.html: one self-contained file that opens anywhere and can be mailed.
 
 Frames are embedded as base64 PNG data URIs, CSS is inline and a few lines of JS open a frame
-large. Every piece of text comes from users or an LLM, so all of it is escaped.
+large. Every piece of text comes from users or an LLM, so all of it is escaped. Below each caption:
+the dialogue (red rule, italic) and the artist's notes (labelled in the story's language, on a tinted
+ground with a dashed rule, so a note is never read as part of the script).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PIL import Image
 from autokose import __version__
 from autokose.board import Board, frame_key
 from autokose.errors import InputError
+from autokose.export.settings import ExportSettings
 from autokose.export import frame_files, load_scores
 from autokose.export.labels import Labels
 from autokose.fsio import write_text
@@ -61,6 +64,9 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:
 .dur{color:#777;font-size:13px;font-variant-numeric:tabular-nums;white-space:nowrap}
 .caption{margin:0}
 .dialogue{margin:0;padding-left:10px;border-left:3px solid #c0392b;font-style:italic;color:#333}
+.notes{margin:0;padding:6px 10px;background:#f6f2e2;border-left:3px dashed #b8a55a;border-radius:0 4px 4px 0}
+.notes{color:#4a4636;font-size:13.5px;white-space:pre-line}
+.notes b{display:block;font-size:11px;font-weight:600;letter-spacing:.05em;text-transform:uppercase;color:#8a7d45}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:auto 0 0;padding-top:8px;border-top:1px solid #eee;font-size:12.5px}
 dt{color:#888}dd{margin:0}
 footer{color:#999;font-size:12px;padding-bottom:24px}
@@ -83,7 +89,8 @@ main{grid-template-columns:repeat(3,1fr);gap:4mm 5mm}
 .num{font-size:10pt}.shot,.dur{font-size:8.5pt}
 dl{display:block;border:0;padding:0;font-size:7.5pt;color:#777}
 dt{display:none}dd{display:inline}dd~dt+dd::before{content:" · "}
-.badge,.dot,.dialogue,.placeholder{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.notes{padding:1mm 2mm;font-size:8pt}.notes b{font-size:6.5pt}
+.badge,.dot,.dialogue,.notes,.placeholder{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 dialog,footer{display:none}
 }
 """
@@ -99,7 +106,7 @@ document.onkeydown=e=>{if(zoom.open&&(e.key=='ArrowRight'||e.key=='ArrowLeft'))s
 """
 
 
-def write_html(board: Board, story: Story) -> Path:
+def write_html(board: Board, story: Story, settings: ExportSettings | None = None) -> Path:
     frames = {i: p.read_bytes() for i, p in frame_files(board, story).items()}
     heatmap = board.heatmap_path
     html = board_html(story, frames, load_scores(board), heatmap.read_bytes() if heatmap.is_file() else None)
@@ -164,12 +171,15 @@ def _panel(story: Story, scene: Scene, labels: Labels, png: bytes | None, size: 
         (labels["angle"], labels.term(scene.angle)),
     ]
     meta = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
-    dialogue = f'\n<p class="dialogue">{escape(scene.dialogue)}</p>' if scene.dialogue else ""
+    dialogue = (f'\n<p class="dialogue" title="{escape(labels["dialogue"])}">{escape(scene.dialogue)}</p>'
+                if scene.dialogue and scene.dialogue.strip() else "")
+    notes = (f'\n<p class="notes"><b>{escape(labels["notes"])}</b>{escape(scene.notes.strip())}</p>'
+             if scene.notes.strip() else "")
     return f"""<article class="panel" id="scene-{frame_key(scene.index)}">
 <figure class="frame">{picture}{badge}</figure>
 <div class="body">
 <div class="head"><span><span class="num">{escape(name)}</span> <span class="shot">{escape(labels.term(scene.shot))}</span></span><span class="dur">{escape(labels.seconds(scene.duration))}</span></div>
-<p class="caption">{escape(scene.caption)}</p>{dialogue}
+<p class="caption">{escape(scene.caption)}</p>{dialogue}{notes}
 <dl>{meta}</dl>
 </div>
 </article>"""

@@ -6,6 +6,7 @@ film crews ("крупный план", "ірі план"), not the enum names of
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from autokose.story import Language
@@ -15,7 +16,7 @@ TEXT: dict[str, dict[str, str]] = {
         "scene": "Scene", "scenes": "scene|scenes", "runtime": "running time", "minutes": "min", "shot": "Shot", "angle": "Angle",
         "setting": "Setting", "time": "Time", "characters": "Characters", "duration": "Duration",
         "missing": "frame not rendered yet", "identity": "Identity", "identity_title": "Character identity",
-        "page": "page", "seconds": "s",
+        "page": "page", "seconds": "s", "notes": "Notes", "dialogue": "Dialogue",
         "score.frames_ok": "ok", "score.frames_low": "low", "score.frames_none": "not scored",
         "score.mean_identity": "mean", "score.min_identity": "lowest", "score.protagonist_consistency": "consistency of",
         "score.models": "models", "score.threshold": "threshold", "score.id_swaps": "ID swaps",
@@ -28,7 +29,7 @@ TEXT: dict[str, dict[str, str]] = {
         "scene": "Сцена", "scenes": "сцена|сцены|сцен", "runtime": "хронометраж", "minutes": "мин", "shot": "План", "angle": "Ракурс",
         "setting": "Место", "time": "Время", "characters": "Персонажи", "duration": "Длительность",
         "missing": "кадр ещё не отрисован", "identity": "Сходство", "identity_title": "Сходство персонажей",
-        "page": "стр.", "seconds": "с",
+        "page": "стр.", "seconds": "с", "notes": "Заметки", "dialogue": "Реплика",
         "score.frames_ok": "в норме", "score.frames_low": "низкое сходство", "score.frames_none": "без оценки",
         "score.mean_identity": "среднее", "score.min_identity": "минимум", "score.protagonist_consistency": "постоянство:",
         "score.models": "модели", "score.threshold": "порог", "score.id_swaps": "подмены лиц",
@@ -46,7 +47,7 @@ TEXT: dict[str, dict[str, str]] = {
         "scene": "Сахна", "scenes": "сахна", "runtime": "ұзақтығы", "minutes": "мин", "shot": "План", "angle": "Ракурс",
         "setting": "Орын", "time": "Уақыт", "characters": "Кейіпкерлер", "duration": "Ұзақтығы",
         "missing": "кадр әлі салынбаған", "identity": "Ұқсастық", "identity_title": "Кейіпкерлердің ұқсастығы",
-        "page": "бет", "seconds": "с",
+        "page": "бет", "seconds": "с", "notes": "Ескертпелер", "dialogue": "Реплика",
         "score.frames_ok": "қалыпты", "score.frames_low": "ұқсастығы төмен", "score.frames_none": "бағаланбаған",
         "score.mean_identity": "орташа", "score.min_identity": "ең төмен", "score.protagonist_consistency": "тұрақтылығы:",
         "score.models": "модельдер", "score.threshold": "шегі", "score.id_swaps": "бет алмасуы",
@@ -111,3 +112,13 @@ class Labels:
         if self.code != "en":
             text = text.replace(".", ",")
         return f"{text} {self['seconds']}"
+
+
+def bind_short_words(text: str) -> str:
+    """Keep one- and two-letter words (в, к, на, и) with the next word, and a dash with the word before it,
+    as Russian and Kazakh typesetting expects: no line of a board ends in a lone preposition.
+
+    Bound with no-break spaces, which every wrapper here (fpdf2, sheet.wrap) keeps on one line.
+    """
+    text = re.sub(r"(?<!\w)(\w{1,2}) (?=\w)", "\\1\u00a0", text)
+    return re.sub(r" ([—–])", "\u00a0\\1", text)

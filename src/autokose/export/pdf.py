@@ -1,6 +1,13 @@
-"""board.pdf: the printable board, A4 landscape, six panels a page.
+"""board.pdf: the printable board: 1, 2, 3, 4, 6 or 9 panels a page, A4, A3, letter or tabloid.
 
-Every page has the same grid, so panels line up when pages are laid side by side on a wall.
+Every page of a board has the same grid, so panels line up when pages are laid side by side on a
+wall. The grid (columns × rows) is the one of the panel count's factorings that gives the largest
+frames on the page (`layout`): two panels stand side by side on a landscape page and one above the
+other on a portrait one; six are 3 × 2 landscape and 2 × 3 portrait. Below each frame: the heading
+(scene, shot, duration), the caption, the dialogue, the notes, and a grey line of facts (cast,
+setting, time, angle). The text wraps inside its cell; what does not fit even at the smallest type
+is cut with "…" (see `_fit_blocks`), so nothing runs into the next panel.
+
 Text is set in the shipped DejaVu Sans (embedded as a subset with a ToUnicode map, so captions
 stay searchable and copyable). The creation date is fixed (see `creation_date`), so the same
 board always gives the same bytes.
@@ -17,12 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fpdf import FPDF
+from fpdf.fpdf import PAGE_FORMATS
 from PIL import Image, ImageOps
 
 from autokose import __version__
 from autokose.board import Board
 from autokose.export import font_path, frame_files, open_frame
-from autokose.export.labels import Labels
+from autokose.export.labels import Labels, bind_short_words
+from autokose.export.settings import PAGE_SIZES, ExportSettings
 from autokose.fsio import write_bytes
 from autokose.story import Scene, Story
 
@@ -30,6 +39,11 @@ FONT = "DejaVu"
 FIXED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 PRINT_DPI = 300
 JPEG_QUALITY = 90
+TEXT_SHARE = 0.3  # of a tall cell kept for text below the frame (notes need room on 1- and 2-panel pages)
+MIN_TEXT_W = 60.0  # mm; text under a narrow (portrait) frame still gets a readable measure
+WIDE_TEXT_W = 120.0  # mm; text this wide starts at a larger size
+SIZES = (8.5, 8, 7.5, 7)
+WIDE_SIZES = (10.5, 10, 9.5, 9, *SIZES)
 
 INK = (30, 30, 30)
 GREY = (110, 110, 110)
@@ -44,19 +58,20 @@ def line_h(size: float) -> float:
 
 @dataclass(frozen=True)
 class Grid:
-    """Page geometry in millimetres (A4 landscape)."""
+    """Page geometry in millimetres; the defaults are the board as it always was (A4 landscape, 3 × 2, 16:9)."""
 
     page_w: float = 297.0
     page_h: float = 210.0
+    cols: int = 3
+    rows: int = 2
+    aspect: float = 9 / 16  # frame height / width
     margin_x: float = 12.0
     margin_top: float = 10.0
     header_h: float = 26.0
     footer_h: float = 9.0
-    cols: int = 3
-    rows: int = 2
     gap_x: float = 8.0
     gap_y: float = 6.0
-    text_h: float = 26.0  # below each frame: heading, caption, dialogue, facts
+    min_text_h: float = 26.0  # below each frame: heading, caption, dialogue, notes, facts
 
     @property
     def per_page(self) -> int:
@@ -71,6 +86,25 @@ class Grid:
         usable = self.page_h - self.margin_top - self.header_h - self.footer_h
         return (usable - (self.rows - 1) * self.gap_y) / self.rows
 
+    @property
+    def frame_h(self) -> float:
+        """As tall as the cell's width allows, leaving the text its share of the cell."""
+        return min(self.cell_w * self.aspect, self.cell_h - max(self.min_text_h, TEXT_SHARE * self.cell_h))
+
+    @property
+    def frame_w(self) -> float:
+        return self.frame_h / self.aspect
+
+    @property
+    def text_w(self) -> float:
+        """Text lines run as wide as the frame above them (centred with it), never narrower than MIN_TEXT_W."""
+        return min(self.cell_w, max(self.frame_w, MIN_TEXT_W))
+
+    @property
+    def sizes(self) -> tuple[float, ...]:
+        """Body type sizes to try, largest first: wide cells (1 or 2 a page) start larger."""
+        return WIDE_SIZES if self.text_w >= WIDE_TEXT_W else SIZES
+
     def cell(self, slot: int) -> tuple[float, float]:
         """Top-left corner of grid slot 0..per_page-1, row by row."""
         row, col = divmod(slot, self.cols)
@@ -78,9 +112,31 @@ class Grid:
                 self.margin_top + self.header_h + row * (self.cell_h + self.gap_y))
 
 
-def write_pdf(board: Board, story: Story) -> Path:
+def layout(settings: ExportSettings, aspect: float = 9 / 16) -> Grid:
+    """The page grid for `settings` and frames of height/width `aspect`.
+
+    Of the ways to lay settings.pdf_panels out as columns × rows, the one with the largest frames:
+    it follows the page's shape and the frames' (portrait frames go more to a row), with no table
+    of special cases to keep in step with PANELS_PER_PAGE. Ties go to more columns.
+    """
+    long, short = PAGE_SIZES[settings.page]
+    page_w, page_h = (long, short) if settings.orientation == "landscape" else (short, long)
+    n = settings.pdf_panels
+    grids = [Grid(page_w, page_h, cols, n // cols, aspect) for cols in range(1, n + 1) if n % cols == 0]
+    return max(grids, key=lambda g: (round(g.frame_w * g.frame_h, 6), g.cols))
+
+
+def write_pdf(board: Board, story: Story, settings: ExportSettings | None = None) -> Path:
     frames = {i: open_frame(p) for i, p in frame_files(board, story).items()}
-    return write_bytes(board.pdf_path, board_pdf(story, frames, created=creation_date()))
+    return write_bytes(board.pdf_path, board_pdf(story, frames, created=creation_date(), settings=settings))
+
+
+def _page_format(page: str) -> str | tuple[float, float]:
+    """fpdf2's own name where it has one (A4 as the 595.28 × 841.89 pt readers call A4), else the size in mm.
+
+    Portrait, as fpdf2 takes it; it turns the page for orientation "L".
+    """
+    return page.lower() if page.lower() in PAGE_FORMATS else tuple(sorted(PAGE_SIZES[page]))
 
 
 def creation_date() -> datetime:
@@ -94,11 +150,14 @@ def creation_date() -> datetime:
 
 
 def board_pdf(story: Story, frames: dict[int, Image.Image], *, created: datetime = FIXED_DATE,
-              grid: Grid = Grid()) -> bytes:
+              settings: ExportSettings | None = None) -> bytes:
     """The PDF bytes. `frames` maps scene index → image; missing scenes get a placeholder."""
     labels = Labels(story.language)
+    settings = settings or ExportSettings()
+    w, h = next(iter(frames.values())).size if frames else (16, 9)
+    grid = layout(settings, h / w)
     pages = math.ceil(len(story.scenes) / grid.per_page)
-    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf = FPDF(orientation=settings.orientation[0].upper(), unit="mm", format=_page_format(settings.page))
     pdf.set_auto_page_break(False)
     pdf.set_margins(grid.margin_x, grid.margin_top)
     pdf.c_margin = 0
@@ -110,22 +169,14 @@ def board_pdf(story: Story, frames: dict[int, Image.Image], *, created: datetime
     pdf.set_creator(f"AutoKöse {__version__}")
     pdf.set_creation_date(created)
 
-    frame_h = _frame_box_h(frames, grid)
     for n, scene in enumerate(story.scenes):
         slot = n % grid.per_page
         if slot == 0:
             pdf.add_page()
             _page_header(pdf, story, labels, grid, first=pdf.page_no() == 1)
             _page_footer(pdf, labels, grid, pdf.page_no(), pages)
-        x, y = grid.cell(slot)
-        _panel(pdf, story, scene, labels, frames.get(scene.index), x, y, grid.cell_w, grid.cell_h, frame_h)
+        _panel(pdf, story, scene, labels, frames.get(scene.index), grid, *grid.cell(slot))
     return bytes(pdf.output())
-
-
-def _frame_box_h(frames: dict[int, Image.Image], grid: Grid) -> float:
-    """Frame height from the frames' aspect (16:9 when none exist), leaving room for the text."""
-    w, h = next(iter(frames.values())).size if frames else (16, 9)
-    return min(grid.cell_w * h / w, grid.cell_h - grid.text_h)
 
 
 def _page_header(pdf: FPDF, story: Story, labels: Labels, grid: Grid, *, first: bool) -> None:
@@ -166,10 +217,11 @@ def _page_footer(pdf: FPDF, labels: Labels, grid: Grid, page: int, pages: int) -
 
 
 def _panel(pdf: FPDF, story: Story, scene: Scene, labels: Labels, frame: Image.Image | None,
-           x: float, y: float, w: float, h: float, frame_h: float) -> None:
-    bottom = y + h
-    _frame(pdf, frame, labels, x, y, w, frame_h)
-    y += frame_h + 2.2
+           grid: Grid, x: float, y: float) -> None:
+    bottom = y + grid.cell_h
+    _frame(pdf, frame, labels, x + (grid.cell_w - grid.frame_w) / 2, y, grid.frame_w, grid.frame_h)
+    y += grid.frame_h + 2.2
+    x, w = x + (grid.cell_w - grid.text_w) / 2, grid.text_w
 
     # Heading: "Сцена 3 — крупный план" on the left, duration on the right.
     duration = labels.seconds(scene.duration)
@@ -184,13 +236,15 @@ def _panel(pdf: FPDF, story: Story, scene: Scene, labels: Labels, frame: Image.I
     pdf.cell(w - dur_w, 4.5, _fit_one_line(pdf, f"{labels.scene(scene.index)} — {labels.term(scene.shot)}", w - dur_w))
     y += 5.5
 
-    # Caption, then dialogue in the accent colour; together they share the lines left.
+    # Caption, dialogue in the accent colour, notes in grey; together they share the lines left.
     facts_h = 4.0
     room = bottom - y - facts_h
     texts = [(scene.caption, INK)]
-    if scene.dialogue:
+    if scene.dialogue and scene.dialogue.strip():
         texts.append((_as_dialogue(scene.dialogue), ACCENT))
-    size, blocks = _fit_blocks(pdf, texts, w, room)
+    if scene.notes.strip():
+        texts.append((f"{labels['notes']}: {scene.notes.strip()}", GREY))
+    size, blocks = _fit_blocks(pdf, texts, w, room, sizes=grid.sizes)
     for lines, colour in blocks:
         pdf.set_text_color(*colour)
         for line in lines:
@@ -249,40 +303,40 @@ def _as_dialogue(text: str) -> str:
 def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
     if not text.strip():
         return []
-    return [str(line) for line in pdf.multi_cell(width, 4, _bind_short_words(text), dry_run=True, output="LINES")]
+    return [str(line) for line in pdf.multi_cell(width, 4, bind_short_words(text), dry_run=True, output="LINES")]
 
 
-def _bind_short_words(text: str) -> str:
-    """Keep one- and two-letter words (в, к, на, и) with the next word, and a dash with the word before it,
-    as Russian and Kazakh typesetting expects."""
-    text = re.sub(r"(?<!\w)(\w{1,2}) (?=\w)", "\\1\u00a0", text)
-    return re.sub(r" ([—–])", "\u00a0\\1", text)
-
-
-def _fit_lines(pdf: FPDF, text: str, width: float, *, sizes: tuple[float, ...], max_lines: int) -> tuple[float, list[str]]:
+def _fit_lines(pdf: FPDF, text: str, width: float, *, sizes: tuple[float, ...],
+               max_lines: int) -> tuple[float, list[str]]:
     size, blocks = _fit_blocks(pdf, [(text, None)], width, None, sizes=sizes, max_lines=max_lines)
     return size, blocks[0][0]
 
 
 def _fit_blocks(pdf: FPDF, texts: list[tuple[str, object]], width: float, room: float | None, *,
-                sizes: tuple[float, ...] = (8.5, 8, 7.5, 7), max_lines: int | None = None):
-    """Wrap texts at the largest font size whose lines fit `room` mm (or `max_lines`); else cut with '…'."""
+                sizes: tuple[float, ...] = SIZES, max_lines: int | None = None):
+    """Wrap texts at the largest font size whose lines fit `room` mm (or `max_lines`); else cut with '…'.
+
+    How a cut is made: at the smallest size, the lines there are go out in rounds, in the blocks' order
+    (caption, dialogue, notes): one line each, then up to two each, then the caption takes what it
+    needs of the rest and the others what is left. A block that lost lines ends its last kept line
+    with '…'. So a long note never hides the caption, and a long caption never hides the dialogue.
+    """
     for size in sizes:
         pdf.set_font(FONT, "", size)
         limit = max_lines if max_lines is not None else int(room // line_h(size))
+        if size != sizes[-1] and sum(pdf.get_string_width(text) for text, _ in texts) > limit * width:
+            continue  # more lines than room even unwrapped end to end: no need to wrap (2000-character notes)
         blocks = [(_wrap(pdf, text, width), tag) for text, tag in texts]
         if sum(len(lines) for lines, _ in blocks) <= limit:
             return size, blocks
-    # Still too long at the smallest size: later blocks (the dialogue) keep up to two lines,
-    # the caption takes what is left, and every cut block ends with '…'.
-    quota, left = [0] * len(blocks), limit
-    for k in range(1, len(blocks)):
-        quota[k] = min(len(blocks[k][0]), 2, max(left, 0))
-        left -= quota[k]
-    for k, (lines, _) in enumerate(blocks):
-        extra = min(len(lines) - quota[k], max(left, 0))
-        quota[k] += extra
-        left -= extra
+    # Still too long at the smallest size: see the docstring.
+    quota, left = [0] * len(blocks), max(limit, 0)
+    for share in (1, 2, None):  # one line each, then two each, then all the caption wants, then the others
+        for k, (lines, _) in enumerate(blocks):
+            give = min(len(lines) if share is None else min(len(lines), share), quota[k] + left) - quota[k]
+            if give > 0:
+                quota[k] += give
+                left -= give
     kept = []
     for (lines, tag), n in zip(blocks, quota):
         cut = lines[:n]

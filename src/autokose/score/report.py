@@ -78,14 +78,42 @@ def score_board(board, story, layouts, *, clip_model: str | None = None) -> dict
         logging.getLogger("autokose").warning(summary["reason"])
     heatmap_path = board.heatmap_path
     if matrix:
-        subtitle = (f"dlib face identity, 0.5 = same-person line (distance {THRESHOLD})" if matrix["metric"] == "face"
-                    else f"CLIP-I of the figure crops ({scorer.clip.name})")
-        title = f"{hero}: identity, frame × frame"
-        save_image(heatmap_path, heatmap(matrix["values"], matrix["frames"], title, subtitle))
+        save_image(heatmap_path, matrix_heatmap(matrix, scorer.clip.name if scorer.clip else None))
     else:
         heatmap_path.unlink(missing_ok=True)  # a stale heatmap would describe other frames
     write_json(board.scores_path, scores)
     return scores
+
+
+def matrix_heatmap(matrix: dict, clip_name: str | None):
+    """scores_heatmap.png's picture of the protagonist's frame × frame matrix."""
+    subtitle = (f"dlib face identity, 0.5 = same-person line (distance {THRESHOLD})" if matrix["metric"] == "face"
+                else f"CLIP-I of the figure crops ({clip_name})")
+    return heatmap(matrix["values"], matrix["frames"], f"{matrix['character']}: identity, frame × frame", subtitle)
+
+
+def renumber_scores(scores: dict, order: list[str | None]) -> dict:
+    """scores.json after a scene edit: new scene n has the scores of old frame `order[n-1]` (None: a new
+    scene, not scored yet). Frame entries and the protagonist's matrix follow their frames (a copied
+    frame is copied, a deleted one dropped) and the board's summary is counted again from them; the
+    swap counts stay those of the scoring run (they need the measurements, not kept in scores.json).
+    """
+    new_keys = [frame_key(n) for n in range(1, len(order) + 1)]
+    old_frames = scores.get("frames", {})
+    frames = {new: old_frames[old] for new, old in zip(new_keys, order) if old is not None and old in old_frames}
+    matrix = scores.get("matrix")
+    if matrix:
+        pos = {key: i for i, key in enumerate(matrix["frames"])}
+        rows = [(new, pos[old]) for new, old in zip(new_keys, order) if old is not None and old in pos]
+        matrix = {**matrix, "frames": [new for new, _ in rows],
+                  "values": [[matrix["values"][i][j] for _, j in rows] for _, i in rows]} if len(rows) >= 2 else None
+    statuses = [f.get("status") for f in frames.values()]
+    summary = {**scores.get("summary", {}), "frames": len(order), "frames_ok": statuses.count("ok"),
+               "frames_low": statuses.count("low"), "frames_none": len(order) - statuses.count("ok")
+               - statuses.count("low"),
+               **aggregate({k: f.get("identity") for k, f in frames.items()}),
+               "protagonist_consistency": mean_off_diagonal(matrix["values"]) if matrix else None}
+    return {**scores, "frames": frames, "summary": summary, "matrix": matrix}
 
 
 def nothing_scored(board, story, frames: dict, scorer: IdentityScorer) -> str | None:
