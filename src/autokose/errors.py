@@ -20,6 +20,13 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def plain_reason(e: BaseException) -> str:
+    """An OS or FFmpeg error in its own words (`strerror`: without the errno and the repeated file
+    name), else its first line."""
+    text = getattr(e, "strerror", None) or first_line(e)
+    return str(text).strip() or type(e).__name__
+
+
 class Cancelled(Exception):
     """A run stopped because its caller asked (a server's stop button): the board is left as after
     a kill, every finished frame recorded, and --resume continues it."""

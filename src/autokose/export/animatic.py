@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from autokose.board import Board
-from autokose.errors import InputError
+from autokose.errors import InputError, plain_reason
 from autokose.export import font_path, frame_files, open_frame, picture_size
 from autokose.export.labels import Labels
 from autokose.export.settings import ExportSettings
@@ -61,7 +61,6 @@ from autokose.export.sheet import wrap as sheet_wrap
 from autokose.export.timing import Cut, story_cuts
 from autokose.fsio import atomic_path, write_with
 from autokose.story import Scene, Shot, Story
-from autokose.video.io import ffmpeg_reason
 
 log = logging.getLogger("autokose")
 
@@ -129,7 +128,7 @@ def _check_audio(path: Path, what: str) -> None:
             if next(container.decode(container.streams.audio[0]), None) is None:
                 raise InputError(f"{path}: {what} holds no sound")
     except av.FFmpegError as e:
-        raise InputError(f"{path}: {what} is not a readable audio file ({ffmpeg_reason(e)})") from None
+        raise InputError(f"{path}: {what} is not a readable audio file ({plain_reason(e)})") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
 
@@ -884,7 +883,7 @@ def decode_audio(source: Path | bytes) -> np.ndarray:
                 chunks += [f.to_ndarray() for f in resampler.resample(frame)]
             chunks += [f.to_ndarray() for f in resampler.resample(None)]
     except (av.FFmpegError, IndexError) as e:
-        raise InputError(f"{name}: not a readable audio file ({ffmpeg_reason(e)})") from None
+        raise InputError(f"{name}: not a readable audio file ({plain_reason(e)})") from None
     return np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((2, 0), np.float32)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from autokose.errors import InputError, first_line
+from autokose.errors import InputError, first_line, plain_reason
 from autokose.fsio import atomic_path
 
 MAX_SIDE = 4096  # larger footage (8K) is refused: no stylisation model works at that size
@@ -110,7 +110,7 @@ def probe(path: Path | str) -> VideoInfo:
         frames = _count_frames(av, path)
     except av.FFmpegError as e:
         raise InputError(f"{path}: not a readable video file: corrupt, cut short or not a video at all "
-                         f"(FFmpeg: {ffmpeg_reason(e)})") from None
+                         f"(FFmpeg: {plain_reason(e)})") from None
     except OSError as e:  # permissions, a vanished file
         raise InputError(f"{path}: cannot read ({e.strerror or first_line(e)})") from None
     if frames == 0:
@@ -142,7 +142,7 @@ def _probe_open(container, path: Path) -> dict[str, Any]:
         first.to_ndarray(format="rgb24")
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: pixel format {first.format.name} cannot be converted to RGB "
-                         f"({ffmpeg_reason(e)})") from None
+                         f"({plain_reason(e)})") from None
     rotation = _rotation(first, stream)
     turned = rotation in (90, 270)
     start_time = float(stream.start_time * _q(stream.time_base)) if stream.start_time is not None else 0.0
@@ -198,12 +198,6 @@ def _rotation(frame, stream) -> int:
         except ValueError:
             degrees = 0
     return round(degrees / 90) * 90 % 360
-
-
-def ffmpeg_reason(e: BaseException) -> str:
-    """FFmpeg's own words without the errno and the repeated file name."""
-    text = getattr(e, "strerror", None) or first_line(e)
-    return str(text).strip() or type(e).__name__
 
 
 # ------------------------------------------------------------------ reading
@@ -309,7 +303,7 @@ def _decode(info: VideoInfo, span: range, every: int, size: tuple[int, int]) -> 
                     image = np.ascontiguousarray(np.rot90(image, k=info.rotation // 90))
                 yield index, image
         except av.FFmpegError as e:
-            raise InputError(f"{info.path}: the video breaks after frame {index} ({ffmpeg_reason(e)})") from None
+            raise InputError(f"{info.path}: the video breaks after frame {index} ({plain_reason(e)})") from None
     if index + 1 < span.stop:
         raise InputError(f"{info.path}: the video ends after {index + 1} of {info.frames} frames "
                          f"(truncated or corrupt)")
@@ -468,7 +462,7 @@ def _encode(av, tmp: Path, images: Iterator[Any], fps: Fraction, encoder: str, c
                     out.start_encoding()
                 except (av.FFmpegError, ValueError) as e:
                     if audio == "copy":
-                        raise _AudioCopyRefused(ffmpeg_reason(e)) from None
+                        raise _AudioCopyRefused(plain_reason(e)) from None
                     raise
             count = 0
             pending = None  # the next audio packet, held until the video reaches its time
