@@ -21,6 +21,7 @@ from rich.text import Text
 from autokose import __version__
 from autokose.app.board_files import export, scenes_app
 from autokose.app.character import app as character_app
+from autokose.app.serve import serve
 from autokose.app.flags import (  # option types shared with `autokose video`
     OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Consistency, ConsistencyBlocks, ConsistencyMasked,
     ConsistencySteps, ControlNet, ControlScale, Device, Dtype, Height, IpAdapter, IpScale, Lineart, LineartScale, Lora,
@@ -323,6 +324,7 @@ def _report(board, stages: list[str]) -> None:
 
 app.add_typer(character_app, name="character", help="Train and inspect character identity assets.")
 app.command(name="export")(export)
+app.command(name="serve")(serve)
 app.add_typer(scenes_app, name="scenes", help="Reorder a board's scenes: move, insert, delete, duplicate "
                                               "(autokose scenes BOARD move 3 --to 1).")
 app.add_typer(video_app, name="video", help="Footage → stylised character video (autokose video stylize).")
