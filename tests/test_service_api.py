@@ -207,7 +207,7 @@ def test_upload_accepts_images_by_content_and_renames_them(served):
     assert len(stored) == 2 and all(p.suffix == ".png" and p.name not in ("notes.txt", "a.png") for p in stored)
     assert all(Image.open(p).format == "PNG" for p in stored)
     listed = client.get("/api/characters", headers=AUTH).json()
-    assert {"id": "timur", "name": "Timur", "images": 2, "trained": False} in listed
+    assert {"id": "timur", "name": "Timur", "images": 2, "trained": False, "training": None} in listed
 
 
 @pytest.mark.parametrize("name, data, words", [
@@ -624,6 +624,9 @@ def test_training_is_checked_then_queued_as_a_heavy_job(idle):
     assert job.kind == "train" and job.heavy and job.board is None
     assert job.params["character"] == "timur" and job.params["steps"] == 5
     assert Path(job.params["images"]) == (boards / ".autokose" / "characters" / "timur" / "images").resolve()
+    # the character list carries its latest training, so a page opened later still sees it
+    listed = {c["id"]: c for c in client.get("/api/characters", headers=AUTH).json()}
+    assert listed["timur"]["training"]["job"] == job.id and listed["timur"]["training"]["status"] == "queued"
 
 
 def test_board_documents_linked_out_of_the_board_are_not_read(idle, tmp_path):

@@ -167,6 +167,21 @@ def test_recover_requeues_only_a_dead_process_jobs(store, boards):
     later.close()
 
 
+def test_a_job_that_keeps_taking_the_server_down_fails_after_max_attempts(boards):
+    from autokose.service.jobs import MAX_ATTEMPTS
+
+    job = JobStore(db_path(boards)).submit("board", {}, board="b-1")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        server = JobStore(db_path(boards))  # a server starts, takes the job, and dies with it
+        assert server.recover() == ([job.id] if attempt > 1 else [])
+        assert server.claim(heavy=False).attempts == attempt
+    last = JobStore(db_path(boards))
+    assert last.recover() == []
+    failed = last.get(job.id)
+    assert failed.status == "failed" and f"{MAX_ATTEMPTS} times" in failed.error and failed.finished
+    assert statuses(last, job.id)[-1] == "failed"
+
+
 def test_database_of_another_version_is_refused(boards):
     path = db_path(boards)
     path.parent.mkdir(parents=True)

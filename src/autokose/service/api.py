@@ -362,13 +362,18 @@ def checked_image(data: bytes, max_bytes: int) -> bytes:
         raise InputError(str(e)) from None
 
 
-def character_info(folder: Path) -> dict:
+def character_info(folder: Path, training=None) -> dict:
+    """A character's uploads and LoRA, and its latest training job (`training`, a Job or None), so a page
+    opened later still sees a training that runs or failed."""
     meta = _json_file(folder / "character.json") or {}
     images = folder / "images"
     lora = folder / "lora"
     return {"id": folder.name, "name": meta.get("name", folder.name),
             "images": len(list(images.glob("*.png"))) if images.is_dir() else 0,
-            "trained": lora.is_dir() and any(lora.glob("*.safetensors"))}
+            "trained": lora.is_dir() and any(lora.glob("*.safetensors")),
+            "training": None if training is None else {
+                "job": training.id, "status": training.status, "stage": training.stage, "done": training.done,
+                "total": training.total, "error": training.error}}
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -580,7 +585,11 @@ def _routes(api: APIRouter, store: JobStore, boards: Path, max_upload: int) -> N
         root = service_dir(boards) / "characters"
         if not root.is_dir():
             return []
-        return [character_info(p) for p in sorted(root.iterdir())
+        latest = {}
+        for job in store.jobs():  # newest first: the first train job of a character is its latest
+            if job.kind == "train":
+                latest.setdefault(job.params.get("character"), job)
+        return [character_info(p, latest.get(p.name)) for p in sorted(root.iterdir())
                 if CHARACTER_ID.match(p.name) and p.is_dir() and not p.is_symlink()]
 
     @api.post("/characters/{character}/train", status_code=202)

@@ -54,6 +54,7 @@ FRAME_FILE = re.compile(r"^(\d{2,3})\.png$")
 RENDER_STAGES = ["cast", "stage", "render", "score", "export"]
 PROGRESS_INTERVAL = 0.25  # seconds between progress writes of one job (stage changes and ends always written)
 ERROR_CHARS = 500
+MAX_ATTEMPTS = 3  # starts of one job, restarts included, before recover() gives up on it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -357,16 +358,24 @@ class JobStore:
     def recover(self) -> list[str]:
         """At start-up: jobs left running by a process that died go back to the queue (those whose
         cancel was asked for become cancelled). Jobs this store runs itself are left alone, so a
-        late call cannot take a job from under a live worker. Returns the ids queued again."""
+        late call cannot take a job from under a live worker. Returns the ids queued again.
+
+        A job that was already started MAX_ATTEMPTS times fails instead: a job that takes the server
+        down with it (out of memory, say) would otherwise do so at every start."""
         with self._tx() as db:
-            rows = db.execute("SELECT id, cancel FROM jobs WHERE status = 'running' AND owner IS NOT ?",
+            rows = db.execute("SELECT id, cancel, attempts FROM jobs WHERE status = 'running' AND owner IS NOT ?",
                               (self.owner,)).fetchall()
             requeued = []
             for row in rows:
                 status = "cancelled" if row["cancel"] else "queued"
-                db.execute("UPDATE jobs SET status = ?, owner = NULL, cancel = 0, finished = ? WHERE id = ?",
-                           (status, time.time() if status == "cancelled" else None, row["id"]))
-                self._status_event(db, row["id"], status, None)
+                error = None
+                if status == "queued" and row["attempts"] >= MAX_ATTEMPTS:
+                    status = "failed"
+                    error = (f"the server stopped while running this job {row['attempts']} times (out of memory?); "
+                             "submit it again to retry")
+                db.execute("UPDATE jobs SET status = ?, owner = NULL, cancel = 0, finished = ?, error = ? WHERE id = ?",
+                           (status, None if status == "queued" else time.time(), error, row["id"]))
+                self._status_event(db, row["id"], status, error)
                 if status == "queued":
                     requeued.append(row["id"])
         self._notify()

@@ -686,15 +686,19 @@ function characterItem(c) {
       { model: form.elements.model.value.trim(), steps: Number(form.elements.steps.value) });
     pollTraining(job.job || job.id, bar);
   }));
-  return el("li", { class: "char card", dataset: { id } },
+  const item = el("li", { class: "char card", dataset: { id } },
     el("div", { class: "panel-head" }, el("strong", { text: (c && c.name) || id }),
       el("code", { text: id }),
       count !== undefined ? el("span", { class: "muted", text: t("chars.images_n", { n: count }) }) : null,
       c && c.trained ? el("span", { class: "badge identity", text: t("chars.trained") }) : null),
     form, bar);
+  // A training started earlier (another tab, before a reload): follow it, or show how it ended.
+  const training = c && typeof c === "object" ? c.training : null;
+  if (training && training.job) pollTraining(training.job, bar, { quiet: FINAL.has(training.status) });
+  return item;
 }
 
-function pollTraining(jobId, bar) {
+function pollTraining(jobId, bar, { quiet = false } = {}) {
   // Training has no board, so no event stream: poll the job (GET /api/jobs/{id}) once a second.
   clearInterval(state.trainPolls[jobId]);
   bar.hidden = false;
@@ -712,7 +716,7 @@ function pollTraining(jobId, bar) {
     count.textContent = t("status." + job.status) + " " + (job.done || 0) + "/" + (job.total || 0);
     if (FINAL.has(job.status)) {
       clearInterval(state.trainPolls[jobId]);
-      if (job.error) showError(new ApiError(job.error, 0));
+      if (job.error && !quiet) showError(new ApiError(job.error, 0));
     }
   });
   state.trainPolls[jobId] = setInterval(tick, 1000);
