@@ -166,8 +166,14 @@ def write_fcp7(board: Board, story: Story, settings: ExportSettings) -> Path:
             if meta["notes"]:
                 marker.metadata["fcp_xml"] = {"comment": meta["notes"]}
     xml = otio.adapters.write_to_string(timeline, "fcp_xml")
-    text = fcp7_completed(xml, *picture_size(board, story, settings.resolution), settings.rate)
+    text = fcp7_completed(xml, *_size(timeline), settings.rate)
     return write_text(board.export_path("fcp7"), text)
+
+
+def _size(timeline) -> tuple[int, int]:
+    """The sequence's frame size, as build_timeline measured it (not read from the frames again)."""
+    meta = timeline.metadata["autokose"]
+    return meta["width"], meta["height"]
 
 
 def _rate_element(rate: Fraction) -> ET.Element:
@@ -226,7 +232,7 @@ def write_fcpx(board: Board, story: Story, settings: ExportSettings) -> Path:
     timeline = build_timeline(board, story, settings, absolute=True)
     _expected_media(otio, timeline, board, absolute=True)
     xml = otio.adapters.write_to_string(timeline, "fcpx_xml")
-    text = fcpx_completed(xml, *picture_size(board, story, settings.resolution), settings.rate)
+    text = fcpx_completed(xml, *_size(timeline), settings.rate)
     return write_text(board.export_path("fcpx"), text)
 
 

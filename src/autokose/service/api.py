@@ -44,7 +44,7 @@ from autokose.errors import InputError, first_line, format_validation_error
 from autokose.fsio import png_bytes, write_bytes, write_json
 from autokose.images import Unreadable, check_size, open_rgb, reading
 from autokose.service.jobs import (CHARACTER_ID, JobStore, Workers, character_dir, db_path, hold_service, needs_gpu,
-                                   service_dir)
+                                   service_dir, training_job_config)
 from autokose.story import Story, check_text
 
 log = logging.getLogger("autokose")
@@ -597,9 +597,6 @@ def _routes(api: APIRouter, store: JobStore, boards: Path, max_upload: int) -> N
         """Train a character's LoRA on its uploaded images; the settings are checked before queueing."""
         if not CHARACTER_ID.match(character) or not (character_dir(boards, character) / "images").is_dir():
             raise HTTPException(404, f"no character {character!r} (upload its images first)")
-        from autokose.bible import load_bible
-        from autokose.cast.train import training_config
-
         folder = character_dir(boards, character)
         options = dict(_object(body))
         if not isinstance(options.get("model"), str) or not options["model"].strip():
@@ -608,11 +605,7 @@ def _routes(api: APIRouter, store: JobStore, boards: Path, max_upload: int) -> N
             if reserved in options:
                 raise InputError(f"{reserved}: set by the server, not by the request")
         params = {"character": character, "images": str(folder / "images"), **options}
-        # the job builds the same TrainConfig (jobs.run_train); built here too so a bad option is a 422 now.
-        # A new character (not in the bible) is trained with jobs.run_train's default trigger unless given.
-        bible = load_bible()
-        trigger = options.pop("trigger", None) or (None if character in bible else f"{character}_ak")
-        training_config(bible, character, images=folder / "images", out=folder / "lora", trigger=trigger, **options)
+        training_job_config(boards, params)  # the job's own TrainConfig, built now so a bad option is a 422
         return {"job": store.submit("train", params, heavy=True).id}
 
     @api.get("/jobs/{job_id}")

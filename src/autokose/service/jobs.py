@@ -546,18 +546,15 @@ def run_export(boards: Path, job: Job, progress: Progress, cancel: Cancel, devic
     export(board_dir(boards, job.board), dict(job.params.get("overrides") or {}), progress=progress, cancel=cancel)
 
 
-def run_train(boards: Path, job: Job, progress: Progress, cancel: Cancel, device: str | None = None) -> None:
-    """Train a character's LoRA from its uploaded images (params: {"character", "images", "model", "steps", ...
-    training_config's options}) into <boards>/.autokose/characters/<id>/lora; a restarted job resumes
-    from its last checkpoint. A character the bible lacks gets the trigger `<id>_ak` unless one is given.
-
-    Training has no cancel hook of its own: a cancel is honoured between steps by raising from
-    `on_step` (the checkpoint on disk stays resumable).
-    """
+def training_job_config(boards: Path, params: dict, device: str | None = None):
+    """The TrainConfig of a train job's params: the job runs it, and the API builds it before queueing so a
+    bad option is refused at once. Output in <boards>/.autokose/characters/<id>/lora; every folder it
+    reads inside the service's own; the built-in bible only; a character the bible lacks gets the
+    trigger `<id>_ak` unless one is given."""
     from autokose.bible import load_bible
-    from autokose.cast.train import train_character, training_config
+    from autokose.cast.train import training_config
 
-    options = dict(job.params)
+    options = dict(params)
     character = str(options.pop("character", ""))
     folder = character_dir(boards, character)
     images = inside(service_dir(boards), options.pop("images", folder / "images"), "images")
@@ -569,10 +566,22 @@ def run_train(boards: Path, job: Job, progress: Progress, cancel: Cancel, device
     bible = load_bible(None)
     if character not in bible and not options.get("trigger"):
         options["trigger"] = f"{character}_ak"
-    if job.heavy:
-        options = _with_device(options, device)
-    out = folder / "lora"
-    cfg = training_config(bible, character, images=images, out=out, **options)
+    options = _with_device(options, device)
+    return training_config(bible, character, images=images, out=folder / "lora", **options)
+
+
+def run_train(boards: Path, job: Job, progress: Progress, cancel: Cancel, device: str | None = None) -> None:
+    """Train a character's LoRA from its uploaded images (params: {"character", "images", "model", "steps", ...
+    training_config's options}) into <boards>/.autokose/characters/<id>/lora; a restarted job resumes
+    from its last checkpoint. A character the bible lacks gets the trigger `<id>_ak` unless one is given.
+
+    Training has no cancel hook of its own: a cancel is honoured between steps by raising from
+    `on_step` (the checkpoint on disk stays resumable).
+    """
+    from autokose.cast.train import train_character
+
+    cfg = training_job_config(boards, job.params, device if job.heavy else None)
+    out = Path(cfg.out)
     resume = job.attempts > 1 and out.is_dir()
 
     def on_step(step: int, total: int, loss: float) -> None:
