@@ -671,3 +671,18 @@ def test_a_second_server_on_the_same_boards_folder_is_refused(tmp_path):
         with pytest.raises(InputError, match="another autokose serve"):
             hold_service(boards)
     os.close(hold_service(boards))  # stopped: the folder is free again
+
+
+def test_serve_refuses_a_boards_folder_it_cannot_write_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from autokose.app.cli import app
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for boards in (blocker / "[x]ö", "/proc/[x]ö"):
+        result = CliRunner().invoke(app, ["serve", "--boards", str(boards), "--token", "t"])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "not writable" in lines[0] and "[x]ö" in lines[0], result.stderr
+    assert blocker.read_text() == "not a folder"

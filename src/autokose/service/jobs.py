@@ -36,6 +36,7 @@ from typing import Literal, get_args
 from pydantic import ValidationError
 
 from autokose.errors import Cancelled, InputError, first_line, format_validation_error
+from autokose.fsio import ensure_writable_dir
 
 log = logging.getLogger("autokose")
 
@@ -156,7 +157,7 @@ class JobStore:
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.path.parent)  # a boards folder that cannot be written: one line, not a traceback
         self.busy_timeout_ms = busy_timeout_ms
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.changed = threading.Condition()  # notified on every change workers may be waiting for
