@@ -131,7 +131,7 @@ def test_board_made_by_a_job_lists_frames_and_serves_them(served):
     ({"logline": LOGLINE, "scenes": 0}, "scenes"),
     ({"logline": LOGLINE, "width": 10}, "width"),
     ({"logline": LOGLINE, "exports": ["docx"]}, "docx"),
-    ({"logline": LOGLINE, "nonsense": 1}, "--model"),
+    ({"logline": LOGLINE, "nonsense": 1}, "unknown option(s): nonsense"),
     ({"story": {"title": "x"}}, "story"),
     ([1, 2], "object"),
     # the server's own LLM endpoint, key and bible: a request naming a base_url would be sent the server's key

@@ -453,6 +453,22 @@ class Board:
         return manifest
 
 
+# What manifest.json records about a run rather than the board: when, how long, on what machine.
+# Two runs that draw the same board write the same files but for these.
+RUN_RECORD = ("created", "updated", "timings", "environment")
+FRAME_RUN_RECORD = ("seconds",)
+
+
+def without_run_record(manifest: dict) -> dict:
+    """The manifest less its run record (RUN_RECORD, and each frame's FRAME_RUN_RECORD): what must be
+    equal when two runs drew the same board (a batch on one machine or on a cluster)."""
+    out = {k: v for k, v in manifest.items() if k not in RUN_RECORD}
+    if isinstance(out.get("frames"), dict):
+        out["frames"] = {key: {k: v for k, v in entry.items() if k not in FRAME_RUN_RECORD}
+                         for key, entry in out["frames"].items()}
+    return out
+
+
 @cache
 def environment() -> dict:
     """Versions that can change pixels, for exact reruns."""

@@ -20,6 +20,7 @@ from autokose.render.quality import QualitySettings
 from autokose.story import MAX_SCENES, check_logline
 
 STAGES = ("write", "cast", "stage", "render", "score", "export")
+RENDER_STAGES = list(STAGES[1:])  # drawing a story that exists: every stage but the writer
 log = logging.getLogger("autokose")
 
 
@@ -74,6 +75,14 @@ COMMA_SEPARATED = ("consistency_steps", "consistency_blocks")
 OFF_SWITCHES = {"consistency_masked": "--consistency-all"}
 
 
+def option_names() -> set[str]:
+    """Every name `resolve` takes: RunConfig's fields, quality, size, export and diffusion options."""
+    from autokose.render.diffusion.settings import DiffusionSettings
+
+    return ({k for k in RunConfig.model_fields if k not in ("render", "quality", "export")} | set(QUALITY) | {"picks"}
+            | set(SIZE) | set(ExportSettings.model_fields) | set(DiffusionSettings.model_fields) | set(DIFFUSION_KEYS))
+
+
 def saved(board) -> RunConfig | None:
     """The RunConfig a board's manifest records, or None for a board without one (hand-made)."""
     command = board.load_manifest().get("command")
@@ -96,6 +105,9 @@ def resolve(saved: RunConfig | None, overrides: dict, *, announce: bool = True) 
     `picks` add to the saved picks. Export options (ExportSettings' fields: fps, still, ...) are
     saved with the board like the render settings. Raises InputError for settings that do not fit together.
     """
+    unknown = sorted(k for k, v in overrides.items() if v is not None and k not in option_names())
+    if unknown:  # a typo ("sceens") would otherwise read as a diffusion option and ask for --model
+        raise InputError(f"unknown option(s): {', '.join(unknown)}")
     if overrides.get("logline") is not None:
         check_logline(overrides["logline"])  # every entry point refuses the same loglines
     base = saved or RunConfig()

@@ -342,6 +342,22 @@ def detect_arch(model: str, config: str | None = None) -> str:
     return "sdxl" if ("text_encoder_2" in index or "XL" in index.get("_class_name", "")) else "sd15"
 
 
+def import_ahead() -> None:
+    """Import the diffusers and transformers classes that loading a pipeline touches (seconds, the
+    first time, as diffusers imports lazily): a long-lived worker does it while it starts, not on
+    its first board."""
+    import diffusers
+    import transformers
+
+    for arch in ARCHS:
+        for controlnet in (False, True):
+            _pipeline_class(arch, controlnet)
+    for name in ("AutoencoderKL", "ControlNetModel", "AutoPipelineForImage2Image", "DPMSolverMultistepScheduler"):
+        getattr(diffusers, name)
+    for name in ("CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"):
+        getattr(transformers, name)
+
+
 def _pipeline_class(arch: str, controlnet: bool):
     import diffusers
 

@@ -37,6 +37,17 @@ class Edit:
     new: list[int] = field(default_factory=list)  # new scenes (no frame yet)
 
 
+def scene_numbers(text: str) -> list[int]:
+    """"3,5" as [3, 5]: `--only`, a node's `only`. Scenes the story lacks are the pipeline's to refuse."""
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise InputError(f"expected scene numbers like 3,5 (got '{text}')") from None
+    if not values:
+        raise InputError("no scene numbers given")
+    return values
+
+
 def _check_index(story: Story, index: int, what: str = "scene") -> None:
     n = len(story.scenes)
     if not 1 <= index <= n:

@@ -19,8 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from autokose import __version__
+from autokose.app.batch import batch
 from autokose.app.board_files import export, scenes_app
 from autokose.app.character import app as character_app
+from autokose.app.comfy import app as comfy_app
 from autokose.app.serve import serve
 from autokose.app.flags import (  # option types shared with `autokose video`
     OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Consistency, ConsistencyBlocks, ConsistencyMasked,
@@ -29,6 +31,7 @@ from autokose.app.flags import (  # option types shared with `autokose video`
     Width, stage_progress)
 from autokose.app.terminal import OneLineErrors, console, literal, show_warnings, user_errors
 from autokose.app.video import app as video_app
+from autokose.errors import InputError
 from autokose.render import MAX_SIDE, MIN_SIDE  # noqa: F401  (--width/--height bounds, for callers)
 from autokose.story import MAX_SCENES
 
@@ -55,13 +58,12 @@ def parse_only(only: str | None) -> list[int] | None:
     """--only 3,5 as [3, 5] (scenes the story lacks: the pipeline)."""
     if only is None:
         return None
+    from autokose.scenes import scene_numbers
+
     try:
-        values = [int(part) for part in only.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise typer.BadParameter(f"expected scene numbers like 3,5 (got '{only}')") from None
-    if not values:
-        raise typer.BadParameter("no scene numbers given")
-    return values
+        return scene_numbers(only)
+    except InputError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def parse_picks(picks: list[str] | None) -> dict[int, int]:
@@ -325,9 +327,11 @@ def _report(board, stages: list[str]) -> None:
 app.add_typer(character_app, name="character", help="Train and inspect character identity assets.")
 app.command(name="export")(export)
 app.command(name="serve")(serve)
+app.command(name="batch")(batch)
 app.add_typer(scenes_app, name="scenes", help="Reorder a board's scenes: move, insert, delete, duplicate "
                                               "(autokose scenes BOARD move 3 --to 1).")
 app.add_typer(video_app, name="video", help="Footage → stylised character video (autokose video stylize).")
+app.add_typer(comfy_app, name="comfy", help="AutoKöse as ComfyUI custom nodes: autokose comfy path.")
 
 
 def main() -> None:  # console-script entry point

@@ -44,8 +44,8 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def user_errors():
-    """Turn expected failures into one line and exit code 2."""
+def user_errors(interrupted: str = "interrupted; run again with --resume to continue"):
+    """Turn expected failures into one line and exit code 2 (`interrupted`: what Ctrl-C says)."""
     try:
         yield
     except InputError as e:
@@ -59,7 +59,7 @@ def user_errors():
     except Cancelled as e:  # a caller's cancel(): the board is kept as after Ctrl-C
         fail(str(e))
     except KeyboardInterrupt:
-        fail("interrupted; run again with --resume to continue")
+        fail(interrupted)
 
 
 # click's base of usage errors; typer vendors click in newer releases, so reach it through typer.

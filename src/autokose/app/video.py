@@ -3,7 +3,8 @@
 A thin shell like cli.py: `video.options.resolve_video` turns the flags into the job (the same
 dict a web form or a ComfyUI node gives), `VideoJob.check` refuses bad footage and options before
 anything is written, `VideoJob.run` stylises; this file parses flags, draws a bar per stage and
-prints the metrics.
+prints the metrics. `--part-frames N --part-overlap K` draws the clip in the parts `autokose batch`
+spreads over workers (`stylize.prepare`/`draw_part`/`finish`), here one after another.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def stylize(
                                                  rich_help_panel=FOOTAGE)] = None,
     size: Annotated[Optional[int], typer.Option(help="Short side in pixels, rounded to 8 (default 512).", rich_help_panel=FOOTAGE)] = None,
     chunk: Annotated[Optional[int], typer.Option(help="Frames read and stylised at a time (default 16).", rich_help_panel=FOOTAGE)] = None,
+    part_frames: Annotated[Optional[int], typer.Option(help="Draw the clip in parts of N frames, as `autokose batch` "
+                                                       "spreads a long clip over workers (here one after another); "
+                                                       "default: one pass.", rich_help_panel=FOOTAGE)] = None,
+    part_overlap: Annotated[Optional[int], typer.Option(help="With --part-frames: frames each part draws before its "
+                                                        "own, cross-faded from the part before so the seam does not "
+                                                        "show (default 8; at most --part-frames).",
+                                                        rich_help_panel=FOOTAGE)] = None,
     flow_init: Annotated[Optional[bool], typer.Option("--flow-init/--no-flow-init", help="Start each frame from the previous "
                                                       "stylised one carried along the footage's flow (default on).",
                                                       rich_help_panel=CONSISTENCY)] = None,
@@ -126,6 +134,11 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
     if warp.get("ratio") is not None:
         rows.append(("output / baseline", f"{warp['ratio']:.3f}  (< 1: less flicker than per-frame img2img)"))
     rows += [("frames", str(metrics.get("frames"))), ("fps", _number(metrics.get("fps")))]
+    parts = metrics.get("parts")
+    if parts:
+        seam = (parts.get("seam_warp_error") or {}).get("output")
+        rows.append(("parts", f"{parts['count']} of {parts['part_frames']} frames, overlap {parts['overlap']}"
+                     + (f"; seam warp error {_number(seam)}" if seam is not None else "")))
     for value in metrics.values():  # the face and CLIP measurements, under whatever key they are filed
         if isinstance(value, dict) and "within" in value:
             within = value.get("within")

@@ -52,7 +52,6 @@ BOARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 CHARACTER_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 FRAME_FILE = re.compile(r"^(\d{2,3})\.png$")
 # The stages a render job runs: everything but the writer (the board's story.json is the story).
-RENDER_STAGES = ["cast", "stage", "render", "score", "export"]
 PROGRESS_INTERVAL = 0.25  # seconds between progress writes of one job (stage changes and ends always written)
 ERROR_CHARS = 500
 MAX_ATTEMPTS = 3  # starts of one job, restarts included, before recover() gives up on it
@@ -521,7 +520,7 @@ def run_render(boards: Path, job: Job, progress: Progress, cancel: Cancel, devic
     """Redraw scenes of a board from its story.json (params: {"only": [n, ...], "picks": {"n": k}, "overrides"?}),
     with the board's saved settings, as `autokose render story.json --only n --pick n=k` does."""
     from autokose.board import Board
-    from autokose.config import resolve, saved
+    from autokose.config import RENDER_STAGES, resolve, saved
     from autokose.pipeline import run
 
     out = board_dir(boards, job.board)

@@ -12,7 +12,9 @@ arrays) and know no story, board or command line:
   deflicker: what ties stylised frame t to frame t-1.
 - `stabilize`: face stabilisation before stylising and the camera motion put back afterwards.
 - `metrics`: warp error (flicker), face identity and CLIP similarity, the metrics file beside an output.
-- `stylize`: the pipeline itself on the diffusion engine (`StylizeSettings`, `check`, `stylize`).
+- `stylize`: the pipeline itself on the diffusion engine (`StylizeSettings`, `check`, `stylize`;
+  `prepare`, `draw_part`, `finish`: a long clip in parts a batch spreads over workers).
+- `parts`: how a clip is cut into parts and joined (`plan`, the warm-up cross-fade, the seams).
 - `options`: a user's options (CLI flags, a web form, a node's inputs) → the job `stylize` runs.
 
 The package sits on the render floor: it may use the diffusion engine, and never imports config,

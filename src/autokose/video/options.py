@@ -14,6 +14,11 @@ owner, so with regional LoRA (the default) it acts inside the person, not on the
 `style_lora` is un-owned: the look of the whole frame. A LoRA given in `lora` that is the
 character's own file replaces it (with the weight given there), as for character sheets.
 
+`part_frames` / `part_overlap` cut the clip into parts a batch spreads over workers
+(`stylize.prepare` → `draw_part` per part, anywhere, in any order → `finish`; `VideoJob.prepare`,
+`.draw_part` and `.finish` call them with the job's settings); `VideoJob.run` draws the parts one
+after another in this process, into the same files.
+
 Everything that can be checked before a frame is drawn is checked by `VideoJob.check` (through
 `stylize.check`: footage, span, size, model, LoRAs, ControlNets, IP-Adapter, extras; plus the CLIP
 model and the references) and `check_output` (no earlier output overwritten unasked), so a bad
@@ -26,6 +31,8 @@ Public API
         .engine(progress=None, cancel=None) -> DiffusionEngine
         .check(input, out) -> io.VideoInfo   refuse now what stylize would refuse midway
         .run(input, out, *, progress=None, resume=False) -> dict   stylize(...): the metrics
+        .prepare(input, out, *, resume=False) -> (VideoInfo, parts); .draw_part(input, out, part);
+        .finish(input, out, parts) -> dict     the same in parts, for a batch runner's workers
     check_output(out, *, resume=False, force=False)      OUT.mp4 may be written (or resumed)
 """
 
@@ -42,7 +49,9 @@ from autokose.errors import InputError
 from autokose.models import LoraRef
 from autokose.render.diffusion.settings import DiffusionSettings
 from autokose.video import io
-from autokose.video.stylize import StylizeSettings, check, frames_dir, metrics_path, stylize
+from autokose.video.parts import Part
+from autokose.video.stylize import (
+    StylizeSettings, check, draw_part, finish, frames_dir, metrics_path, prepare, stylize)
 
 if TYPE_CHECKING:
     from autokose.bible import Bible
@@ -107,6 +116,25 @@ class VideoJob:
         """`stylize` this job from `input` into `out`; the metrics (also in OUT.metrics.json)."""
         return stylize(input, out, self.settings, engine or self.engine(), progress=progress, resume=resume,
                        compare_baseline=self.compare_baseline, clip_model=self.clip_model)
+
+    def prepare(self, input: Path | str, out: Path | str, *, resume: bool = False,
+                progress: Callable[[str, int, int], None] | None = None,
+                engine: DiffusionEngine | None = None) -> tuple[io.VideoInfo, list[Part]]:
+        """`stylize.prepare`: check, claim the frames folder, draw the shared keyframe; the parts."""
+        return prepare(input, out, self.settings, engine or self.engine(), resume=resume, progress=progress)
+
+    def draw_part(self, input: Path | str, out: Path | str, part: Part, *,
+                  progress: Callable[[str, int, int], None] | None = None,
+                  engine: DiffusionEngine | None = None) -> None:
+        """`stylize.draw_part`: one part's frames (and baseline, with compare_baseline), resumed."""
+        draw_part(input, out, self.settings, engine or self.engine(), part, progress=progress,
+                  compare_baseline=self.compare_baseline)
+
+    def finish(self, input: Path | str, out: Path | str, parts: list[Part], *,
+               progress: Callable[[str, int, int], None] | None = None) -> dict:
+        """`stylize.finish`: join the parts, write the video, measure it; the metrics."""
+        return finish(input, out, self.settings, parts, progress=progress, compare_baseline=self.compare_baseline,
+                      clip_model=self.clip_model)
 
 
 def resolve_video(options: dict, bible: Bible | None = None) -> VideoJob:

@@ -15,8 +15,11 @@ request's seed, so a frame's noise does not depend on its batch or device.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +38,61 @@ if TYPE_CHECKING:
 # take 1-4 (four characters), so a board's frames share one count and one batch as a rule.
 PROMPT_WINDOWS = 4
 CONTROL_KINDS = ("openpose", "lineart")  # in the order the ControlNets are loaded and called
+
+
+# The settings `_load` reads: an engine's other settings (steps, cfg, consistency, ...) act per call.
+LOAD_FIELDS = {"model", "model_config_dir", "sdxl", "vae", "loras", "ip_adapter", "controlnet", "lineart", "regional",
+               "scheduler", "device", "dtype", "low_vram", "cache_dir"}
+# Sessions kept loaded between engines (`keep_warm`): load key → Session, least recently used first.
+_WARM: OrderedDict[str, Session] | None = None
+_WARM_LIMIT = 1
+
+
+@contextmanager
+def keep_warm(limit: int = 1) -> Iterator[None]:
+    """Keep up to `limit` loaded pipelines between engines while inside, for a long-lived worker.
+
+    A board run makes a new engine; loading its pipeline costs seconds on a GPU (minutes from a
+    slow disk). A batch worker renders board after board with the same model, so inside this
+    block an engine whose `load_key` matches a kept session takes it instead of loading again.
+    The key covers everything `_load` reads (LoRA files by size and mtime too); what a call
+    sets (steps, consistency, IP-Adapter scale) is set again by every call, so a board drawn
+    on a warm session is the same, byte for byte, as one drawn cold (tests/test_batch.py).
+    """
+    global _WARM, _WARM_LIMIT
+    outer = (_WARM, _WARM_LIMIT)
+    _WARM, _WARM_LIMIT = (_WARM if _WARM is not None else OrderedDict()), max(1, limit)
+    try:
+        yield
+    finally:
+        if outer[0] is None:
+            _WARM.clear()
+        _WARM, _WARM_LIMIT = outer
+
+
+def _warm_session(engine: DiffusionEngine) -> Session:
+    key = engine.load_key()
+    session = _WARM.pop(key, None)
+    if session is None:
+        while len(_WARM) >= _WARM_LIMIT:  # one GPU holds one pipeline: free the oldest before loading
+            _WARM.popitem(last=False)
+            _free_memory()
+        session = engine._load()
+    _WARM[key] = session
+    return session
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 def warn(message: str) -> None:
@@ -171,8 +229,18 @@ class DiffusionEngine:
 
     def session(self) -> Session:
         if self._session is None:
-            self._session = self._load()
+            self._session = _warm_session(self) if _WARM is not None else self._load()
         return self._session
+
+    def load_key(self) -> str:
+        """What `_load` makes the session from: two engines with the same key can share one."""
+        o = self.settings
+        loras = []
+        for ref, owner in self.loras:
+            path = Path(ref.path)
+            stat = path.stat() if path.is_file() else None
+            loras.append([ref.path, ref.weight, owner, stat and [stat.st_size, stat.st_mtime_ns]])
+        return json.dumps([o.model_dump(mode="json", include=LOAD_FIELDS), loras], sort_keys=True)
 
     @property
     def loaded(self) -> bool:

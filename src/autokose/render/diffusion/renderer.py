@@ -6,8 +6,9 @@ prompt builder, controls from `controls.py`, each referenced character's region 
 
 One `render()` call denoises the frames of a board in batches (one pipeline call per batch),
 so consistent self-attention can couple them. Batches are fixed chunks of the story's scene
-order (`batch_size`, default 8), which makes `--only 4` reproduce the pixels frame 4 got in a
-full run:
+order (`batch_size`, default 8), which makes `--only 4` reproduce the frame 4 of a full run (from
+the same noise and prompt; bit for bit only in a call of the same batch size, as kernels round
+differently per batch shape):
 
 - consistency off: frames are independent; only the requested frames are denoised.
 - consistency on: frames depend on their batch-mates, so every batch holding a requested frame
