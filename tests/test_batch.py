@@ -244,7 +244,13 @@ def test_a_video_job_in_parts_draws_what_stylize_draws(store, tmp_path):
     assert outcome.status == "done", outcome.error
     assert read_record(out, "v0")["metrics"]["parts"]["count"] == 3
     options = {k: v for k, v in spec.items() if k not in ("name", "video")}
-    resolve_video(options).run(CLIP, tmp_path / "one" / "v0.mp4")  # the same parts, one process, one call
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the worker drew (--cpus-per-worker 1): CPU sums depend on the thread count
+    try:
+        resolve_video(options).run(CLIP, tmp_path / "one" / "v0.mp4")  # the same parts, one process, one call
+    finally:
+        torch.set_num_threads(before)
     assert video_files(out, "v0") == video_files(tmp_path / "one", "v0")
     assert (out / "v0.frames" / "warmup").is_dir() and (out / "v0.mp4").stat().st_size > 0
 
@@ -365,3 +371,16 @@ def test_a_bad_ray_address_is_one_line(tmp_path, address, words):
     r = cli("batch", path, "--out", tmp_path / "out", "--ray", address)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_in_process_worker_gives_back_the_callers_thread_count(store, tmp_path):
+    torch = pytest.importorskip("torch")
+    jobs = load_jobs(tiny_jobs(tmp_path, tiny.tiny_sd15(store), names=("t1",)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with LocalPool(tmp_path / "out", jobs) as pool:  # draws with 1 thread (--cpus-per-worker)
+            run_batch(jobs, tmp_path / "out", pool)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from autokose.batch.jobs import Job, Unit
@@ -66,12 +68,9 @@ class Worker:
     def run(self, unit: Unit, job: Job | None = None, *, force: bool = False) -> dict:
         """Do `unit` of `job` (or of the job of that name given at start); a small record of it."""
         job = job or self.jobs[unit.job]
-        if _diffusion(job):
-            import torch
-
-            torch.set_num_threads(self.threads)
         t0 = time.perf_counter()
-        result = getattr(self, f"_{unit.step}")(job, unit, force) or {}
+        with _threads(self.threads if _diffusion(job) else None):
+            result = getattr(self, f"_{unit.step}")(job, unit, force) or {}
         return {"seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(), **result}
 
     # ------------------------------------------------------------------ boards
@@ -126,3 +125,20 @@ class Worker:
 
 def _diffusion(job: Job) -> bool:
     return job.kind == "video" or job.config["render"]["renderer"] == "diffusion"
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch draws with `n` CPU threads inside, and with as many as before after (an in-process worker
+    shares its process with the caller)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
