@@ -1,7 +1,9 @@
 """The character bible: who can appear in a story and how each one looks.
 
 A bible is a YAML file with a `characters:` list (see `data/bible.yaml`, the built-in Aldar
-Köse cast). A user's file overrides built-in entries field by field and adds new ones.
+Köse cast). A user's file overrides built-in entries field by field and adds new ones, and may
+name the lead with a top-level `protagonist: ID` (any id of the merged cast; Aldar by default):
+the writers cast that character in Aldar's part, and scoring reports on them first.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ PROTAGONIST = "aldar"
 
 
 class Bible:
-    """An ordered mapping id → Character."""
+    """An ordered mapping id → Character, and the id of the lead (`protagonist`)."""
 
-    def __init__(self, characters: list[Character]):
+    def __init__(self, characters: list[Character], protagonist: str = PROTAGONIST):
         self.characters = {c.id: c for c in characters}
+        self.protagonist = protagonist
 
     def __getitem__(self, cid: str) -> Character:
         try:
@@ -42,7 +45,8 @@ class Bible:
         return len(self.characters)
 
 
-def _read_entries(text: str, source: str) -> list[dict]:
+def _read_entries(text: str, source: str) -> tuple[list[dict], str | None]:
+    """The `characters:` entries of a bible file and its `protagonist:` (None when it names none)."""
     try:
         data = yaml.safe_load(text)
         check_text(data)
@@ -58,7 +62,10 @@ def _read_entries(text: str, source: str) -> list[dict]:
     for n, entry in enumerate(entries):
         if not isinstance(entry.get("id"), str):
             raise InputError(f"{source}: characters[{n}].id: missing or not a string")
-    return entries
+    lead = data.get("protagonist")
+    if lead is not None and not isinstance(lead, str):
+        raise InputError(f"{source}: protagonist: expected one character id (got {lead!r})")
+    return entries, lead
 
 
 def _validate(entry: dict, source: str, n: int) -> Character:
@@ -70,13 +77,15 @@ def _validate(entry: dict, source: str, n: int) -> Character:
 
 def builtin_bible() -> Bible:
     text = resources.files("autokose").joinpath("data/bible.yaml").read_text(encoding="utf-8")
-    return Bible([_validate(e, "built-in bible", n) for n, e in enumerate(_read_entries(text, "built-in bible"))])
+    entries, _ = _read_entries(text, "built-in bible")
+    return Bible([_validate(e, "built-in bible", n) for n, e in enumerate(entries)])
 
 
 def load_bible(path: Path | str | None = None) -> Bible:
     """The built-in bible, overridden and extended by the user's file when one is given.
 
-    Relative paths inside the user's file (references, lora, card) are resolved against it.
+    Relative paths inside the user's file (references, lora, card) are resolved against it. Its
+    `protagonist:`, when given, must be an id of the merged cast.
     """
     bible = builtin_bible()
     if path is None:
@@ -84,14 +93,20 @@ def load_bible(path: Path | str | None = None) -> Bible:
     path = Path(path)
     text = read_text(path, "characters file")
     merged = dict(bible.characters)
-    for n, entry in enumerate(_read_entries(text, str(path))):
-        entry = _resolve_paths(entry, path.parent)
+    entries, lead = _read_entries(text, str(path))
+    for n, entry in enumerate(entries):
+        entry = resolve_paths(entry, path.parent)
         base = merged[entry["id"]].model_dump() if entry["id"] in merged else {}
         merged[entry["id"]] = _validate({**base, **entry}, str(path), n)
-    return Bible(list(merged.values()))
+    if lead is not None and lead not in merged:
+        raise InputError(f"{path}: protagonist: unknown character '{lead}' (known: {', '.join(merged)})")
+    return Bible(list(merged.values()), lead or PROTAGONIST)
 
 
-def _resolve_paths(entry: dict, root: Path) -> dict:
+def resolve_paths(entry: dict, root: Path) -> dict:
+    """A character entry with its relative file paths (lora, card, references) made absolute against
+    `root` where such a file exists there: the characters file's folder for a bible, the board's for
+    story.json (`cast.identity_assets`)."""
     entry = dict(entry)
     for key in ("lora", "card"):
         if isinstance(entry.get(key), str):

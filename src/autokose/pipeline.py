@@ -84,7 +84,7 @@ def _build(board: Board, cfg: RunConfig, bible, manifest: dict, story: Story | N
     cfg = _checked_picks(cfg, story)
 
     # 2. cast: identity assets (LoRA, references, cards) for the renderer
-    assets = timed("cast", identity_assets, story, bible) if "cast" in cfg.stages else {}
+    assets = timed("cast", identity_assets, story, bible, board.root) if "cast" in cfg.stages else {}
     indices = _check_before_writing(board, cfg, story, assets, resume)
 
     # 3. stage: layouts (in memory); the first file is written after this

@@ -161,8 +161,9 @@ def stage_story(story: Story, aspect: float = DEFAULT_ASPECT) -> list[Layout]:
 # Scene fields that do not move a figure. The index is among them: a scene moved to another place in
 # the story (`autokose scenes move`) keeps its layout unless its new neighbours change its framing
 # (reframe_zoom, which the key holds).
+# `extra` is other tools' data (story.EXTRA_DESCRIPTION): left out, so boards saved before it keep their keys.
 UNSTAGED = {"index", "caption", "dialogue", "action", "prompt", "negative_prompt", "seed", "duration", "notes",
-            "sound"}
+            "sound", "extra"}
 
 
 def staging_key(story: Story, scene: Scene) -> str:

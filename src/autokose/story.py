@@ -2,7 +2,9 @@
 
 `story.json` in a board folder is this model serialised; keys that later tools rely on
 (`logline`, `language`, `characters[].id`, `scenes[].index`, `scenes[].caption`,
-`scenes[].characters`, `scenes[].shot`, `scenes[].prompt`, `scenes[].seed`) are stable.
+`scenes[].characters`, `scenes[].shot`, `scenes[].prompt`, `scenes[].seed`) are stable. Outside
+tools (importers, benchmarks) keep their own data in `extra` on the story and on each scene; every
+other key is checked, so a misspelt one is an error rather than a setting silently dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 from autokose.errors import InputError, format_validation_error
 from autokose.fsio import read_text
@@ -31,6 +33,11 @@ MAX_CAPTION_CHARS = 2000
 MAX_PROMPT_CHARS = 4000
 COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")  # what the previz renderer reads (svg.rgb)
 SURROGATE = re.compile(r"[\ud800-\udfff]")
+# `extra` on the story and on each scene: the one place an outside tool keeps its own data (where a board
+# came from, a benchmark's concept id). Free JSON, kept as written; no stage reads it, so editing it never
+# restages or redraws a frame (staging.UNSTAGED, quality.render_key).
+EXTRA_DESCRIPTION = ("Free JSON object for other tools' own data (e.g. {\"source\": {\"file\": ..., \"line\": 3}}); "
+                     "kept in story.json as written, never read by AutoKöse.")
 
 
 class Language(str, Enum):
@@ -143,22 +150,40 @@ class Blocking(_Model):
         return v
 
 
+# What a blank `negative_prompt` and a missing `seed` mean, for `autokose schema` (outside tools leave them out).
+NEGATIVE_DESCRIPTION = (
+    "Terms the frame avoids. Blank (the default) means the built-in one, written for the Aldar Köse cast: generic "
+    "defects (blurry, bad anatomy, extra fingers, text, watermark, ...) and 'modern clothing', plus 'beard, "
+    "moustache, stubble' when aldar is in frame. Any text replaces it; the diffusion option `negative` is added to "
+    "either.")
+SEED_DESCRIPTION = (
+    "This frame's seed. Default 0 for every scene: give each frame its own (the writers derive distinct ones from "
+    "the story's seed); frames sharing a seed look alike and inflate consistency scores.")
+
+
 class Scene(_Model):
     index: Annotated[int, Field(ge=1, le=MAX_SCENES)]
     beat: Beat = Beat.setup
-    setting: str = "steppe"
-    time: TimeOfDay = TimeOfDay.day
+    setting: str = Field("steppe", description="Where the scene is: a word of `autokose vocab settings` or any words. "
+                         "Default steppe. Drives staging (the previz backdrop; a scene with the setting, shot and "
+                         "cast of the one before is pushed in) and the setting words of a built prompt.")
+    time: TimeOfDay = Field(TimeOfDay.day, description="Time of day, default day: the light of a built prompt and of "
+                                                       "the previz backdrop.")
     action: str = Field("", max_length=MAX_CAPTION_CHARS)
     characters: list[str] = Field(default_factory=list, description="Ids of the characters present, left to right.")
     blocking: dict[str, Blocking] = Field(default_factory=dict, description="Pose and emotion per character id.")
     props: list[str] = Field(default_factory=list)
-    shot: Shot = Shot.medium
+    shot: Shot = Field(Shot.medium, description="Shot size, default medium. Drives staging: how large the figures "
+                                                "are drawn, so the pose skeletons ControlNet follows; set it to match "
+                                                "a written prompt's own framing.")
     angle: Angle = Angle.eye_level
     caption: str = Field("", max_length=MAX_CAPTION_CHARS)
     dialogue: str | None = Field(None, max_length=MAX_CAPTION_CHARS)
-    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
-    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
-    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS,
+                        description="The frame's prompt, used exactly as written. Blank: built from the style, the "
+                                    "setting, time and shot and each character's trigger, appearance and blocking.")
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description=NEGATIVE_DESCRIPTION)
+    seed: Annotated[int, Field(ge=0, lt=2**32, description=SEED_DESCRIPTION)] = 0
     duration: Annotated[float, Field(gt=0, le=60)] = 3.0
     notes: str = Field("", max_length=MAX_CAPTION_CHARS,
                        description="The board artist's notes for the panel (camera, sound, timing); shown in "
@@ -167,6 +192,7 @@ class Scene(_Model):
                               description="Audio file for this panel in the animatic, relative to the board folder "
                                           "(e.g. sound/03.wav); it plays from the panel's first frame and is cut at "
                                           "its last.")
+    extra: dict[str, JsonValue] = Field(default_factory=dict, description=EXTRA_DESCRIPTION)
 
     @field_validator("sound")
     @classmethod
@@ -191,6 +217,11 @@ class Story(_Model):
     style: str = Field("storyboard sketch, clean lines, muted colours", description="Look shared by all frames.")
     characters: list[Character]
     scenes: Annotated[list[Scene], Field(min_length=1, max_length=MAX_SCENES)]
+    protagonist: str | None = Field(
+        None, description="Id of the lead, one of `characters` (the writers set it from the characters file's "
+                          "`protagonist:`). Unset: aldar when he is in the story, else whoever is in the most scenes; "
+                          "scoring reports on the lead first.")
+    extra: dict[str, JsonValue] = Field(default_factory=dict, description=EXTRA_DESCRIPTION)
 
     @field_validator("schema_version")
     @classmethod
@@ -211,6 +242,8 @@ class Story(_Model):
         ids = {c.id for c in self.characters}
         if len(ids) != len(self.characters):
             raise ValueError("characters: duplicate id")
+        if self.protagonist is not None and self.protagonist not in ids:
+            raise ValueError(f"protagonist: unknown character '{self.protagonist}'")
         for n, scene in enumerate(self.scenes):
             if scene.index != n + 1:
                 raise ValueError(f"scenes[{n}].index is {scene.index}, expected {n + 1}")

@@ -23,6 +23,7 @@ from autokose.app.batch import batch
 from autokose.app.board_files import export, scenes_app
 from autokose.app.character import app as character_app
 from autokose.app.comfy import app as comfy_app
+from autokose.app.importing import import_prompts
 from autokose.app.serve import serve
 from autokose.app.flags import (  # option types shared with `autokose video`
     OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Consistency, ConsistencyBlocks, ConsistencyMasked,
@@ -100,7 +101,9 @@ def story(
     out: Annotated[Path, typer.Option(help="Board folder to write.", rich_help_panel=OUTPUT)] = Path("boards/board"),
     writer: Annotated[str, typer.Option(help="offline or llm.", rich_help_panel=STORY)] = "offline",
     seed: Annotated[int, typer.Option(help="Seed for the story and every frame.", rich_help_panel=STORY)] = 0,
-    characters: Annotated[Optional[Path], typer.Option(help="Character bible YAML that overrides/extends the built-in cast.", rich_help_panel=STORY)] = None,
+    characters: Annotated[Optional[Path], typer.Option(
+        help="Character bible YAML that overrides/extends the built-in cast; a top-level `protagonist: ID` casts "
+             "that character as the lead instead of Aldar.", rich_help_panel=STORY)] = None,
     stages: Stages = None,
     export_formats: Annotated[Optional[str], typer.Option(
         "--export", help="Comma-separated formats the export stage writes (default html,pdf,sheet; see `autokose "
@@ -147,6 +150,9 @@ def render(
     only: Annotated[Optional[str], typer.Option(help="Scenes to re-render, e.g. 3,5 (others are kept).", callback=parse_only,
                                                 rich_help_panel=OUTPUT)] = None,
     pick: Annotated[Optional[list[str]], typer.Option(help="Keep candidate C for scene S: S=C (repeatable).", rich_help_panel=QUALITY)] = None,
+    characters: Annotated[Optional[Path], typer.Option(
+        help="Character bible YAML: LoRAs, references and cards for the characters of story.json (what story.json "
+             "writes on a character wins). Saved with the board.", rich_help_panel=STORY)] = None,
     stages: Stages = None,
     export_formats: Annotated[Optional[str], typer.Option(
         "--export", help="Comma-separated formats the export stage writes (default html,pdf,sheet).",
@@ -174,7 +180,7 @@ def render(
         story_ = Story.load(story_json)
         board = Board(story_json.parent)
         overrides = dict(options, picks=picks, best_of=best_of if best_of != 1 else None, min_identity=min_identity,
-                         reroll_on_swap=reroll_on_swap,
+                         reroll_on_swap=reroll_on_swap, characters_file=str(characters) if characters else None,
                          clip_model=clip_model, stages=stages or [s for s in STAGES if s != "write"], only=only,
                          exports=_formats(export_formats))
         cfg_ = resolve(saved(board), overrides)
@@ -328,6 +334,7 @@ app.add_typer(character_app, name="character", help="Train and inspect character
 app.command(name="export")(export)
 app.command(name="serve")(serve)
 app.command(name="batch")(batch)
+app.command(name="import")(import_prompts)
 app.add_typer(scenes_app, name="scenes", help="Reorder a board's scenes: move, insert, delete, duplicate "
                                               "(autokose scenes BOARD move 3 --to 1).")
 app.add_typer(video_app, name="video", help="Footage → stylised character video (autokose video stylize).")

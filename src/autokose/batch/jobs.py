@@ -144,7 +144,7 @@ def _job(entry: dict, line: int, where: str, out: Path | None) -> Job:
 def _name(entry: dict, default: str) -> str:
     """The name given (checked), or one made from `default` (a folder or file name, or "board-003")."""
     if "name" not in entry:
-        return _slug(default)
+        return slug(default)
     name = entry["name"]
     if not isinstance(name, str) or not NAME.match(name):
         raise InputError(f"name {name!r}: letters, digits, - and _ (at most 64, not starting with - or _)")
@@ -221,10 +221,10 @@ def _video_job(entry: dict, line: int, out: Path | None) -> Job:
     return job
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     """A name from a folder or file name: runs of anything but letters, digits, - and _ become -."""
-    slug = re.sub(r"[^\w-]+", "-", text).strip("-_")[:64].strip("-_")
-    return slug if NAME.match(slug) else "job"
+    name = re.sub(r"[^\w-]+", "-", text).strip("-_")[:64].strip("-_")
+    return name if NAME.match(name) else "job"
 
 
 def _stamp(path: Path) -> list:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autokose.bible import Bible
+from autokose.bible import Bible, resolve_paths
 from autokose.fsio import read_json_object
 from autokose.models import LoraRef
-from autokose.story import Story
+from autokose.story import Character, Story
 
 
 @dataclass
@@ -39,14 +39,19 @@ def card_file(path: Path | str) -> Path:
     return path / CARD_NAME if path.is_dir() else path
 
 
-def identity_assets(story: Story, bible: Bible) -> dict[str, IdentityAssets]:
+def identity_assets(story: Story, bible: Bible, root: Path | str | None = None) -> dict[str, IdentityAssets]:
     """Assets for every character in the story; a card fills in what story.json and the bible leave out.
 
-    story.json is the board's contract: a LoRA, card or reference images named on its
-    character win over the bible's, so an edit there is never silently ignored.
+    story.json is the board's contract: a LoRA, card, trigger or reference images named on its
+    character win over the bible's, for a built-in id such as `aldar` as for any other, so an edit
+    there is never silently ignored. Relative paths in story.json are read against `root`, the
+    board folder (as the scorer reads them), where the file exists there: a board moved elsewhere
+    or rendered from another working directory finds its own references.
     """
     out: dict[str, IdentityAssets] = {}
     for ch in story.characters:
+        if root is not None:
+            ch = Character.model_validate(resolve_paths(ch.model_dump(), Path(root)))
         entry = bible.characters.get(ch.id, ch)
         card_path = ch.card or entry.card
         card = load_card(card_path) if card_path else None

@@ -97,9 +97,10 @@ class Candidate:
 
 
 def render_key(story: Story, scene: Scene, render_settings) -> str:
-    """What decides a candidate's pixels besides its seed: the scene, its cast, style, settings."""
+    """What decides a candidate's pixels besides its seed: the scene, its cast, style, settings (not the
+    scene's `extra`, other tools' data that draws nothing)."""
     return sha256_text(json.dumps({
-        "scene": scene.model_dump(mode="json"), "style": story.style,
+        "scene": scene.model_dump(mode="json", exclude={"extra"}), "style": story.style,
         "characters": [story.character(c).model_dump(mode="json") for c in scene.characters],
         "render": render_settings.model_dump(mode="json"),
     }, sort_keys=True, ensure_ascii=False))

@@ -97,7 +97,7 @@ class IdentityScorer:
         self.notes: list[str] = []
         self.characters = [c.id for c in story.characters]  # everyone a face could be swapped with
         try:  # story.json is the contract: its characters' cards and references
-            self.assets = identity_assets(story, Bible(story.characters))
+            self.assets = identity_assets(story, Bible(story.characters), self.root)  # paths: as the renderer
         except InputError as e:
             self.assets, self.notes = {}, [f"references: {e}"]
         self._references: dict[str, Reference] = {}

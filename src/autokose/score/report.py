@@ -24,12 +24,14 @@ SCORES_VERSION = 1
 
 
 def protagonist(story) -> str | None:
-    """Aldar when he is in the story, else whoever appears in the most scenes."""
+    """The lead story.json names (`protagonist`, from the characters file), else Aldar, when in a scene;
+    else whoever appears in the most scenes."""
     from autokose.bible import PROTAGONIST
 
     counts = {c.id: sum(c.id in s.characters for s in story.scenes) for c in story.characters}
-    if counts.get(PROTAGONIST):
-        return PROTAGONIST
+    for lead in (story.protagonist, PROTAGONIST):
+        if counts.get(lead):
+            return lead
     best = max(counts, key=counts.get, default=None)
     return best if best is not None and counts[best] else None
 

@@ -160,7 +160,8 @@ def assemble_story(draft: StoryDraft, *, logline: str, language: Language, bible
     appearing = list(dict.fromkeys(cid for s in scenes for cid in s.characters))
     try:
         return Story(title=draft.title.strip(), logline=logline, language=language, style=style,
-                     characters=[bible[cid] for cid in appearing], scenes=scenes)
+                     characters=[bible[cid] for cid in appearing], scenes=scenes,
+                     protagonist=bible.protagonist if bible.protagonist in appearing else None)
     except ValidationError as e:
         raise InputError(f"story: {format_validation_error(e)}") from None
 

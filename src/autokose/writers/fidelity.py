@@ -149,7 +149,7 @@ def cast_for_logline(elements: list[Element], bible: Bible) -> Bible:
                 palette={"robe": "#8a6f4d", "hat": "#d8cfc0"}, aliases=sorted(forms)))
             ids.add(cid)
     changed = extra or any(a is not b for a, b in zip(base, bible, strict=True))
-    return Bible([*base, *extra]) if changed else bible
+    return Bible([*base, *extra], bible.protagonist) if changed else bible
 
 
 # -- custom names ------------------------------------------------------------------------

@@ -259,8 +259,9 @@ def parse_draft(reply: str, *, scenes: int, language: Language, bible: Bible) ->
         if not script.search(scene.caption):
             raise DraftError(f"scenes[{n}].caption is not in {LANGUAGE_NAMES[language]}")
     who = character_matcher(bible)
-    if not any(PROTAGONIST in resolve_characters(c.id, bible, who) for s in draft.scenes for c in s.characters):
-        raise DraftError(f"Aldar Köse (id '{PROTAGONIST}') is in no scene")
+    lead = bible.protagonist
+    if not any(lead in resolve_characters(c.id, bible, who) for s in draft.scenes for c in s.characters):
+        raise DraftError(f"the protagonist {bible[lead].name} (id '{lead}') is in no scene")
     return draft
 
 
@@ -280,7 +281,7 @@ def complete_key_moment(draft: StoryDraft, premise: Premise, bible: Bible) -> St
     n = next(i for i, s in enumerate(draft.scenes) if s.beat == Beat.trick)
     scene = draft.scenes[n]
     present = {cid for c in scene.characters for cid in resolve_characters(c.id, bible, who)}
-    missing = [cid for cid in [PROTAGONIST, *premise.characters] if cid not in present]
+    missing = [cid for cid in [bible.protagonist, *premise.characters] if cid not in present]
     used = {canonical_prop(p) for s in draft.scenes for p in s.props}
     used |= {canonical_prop(c.holds) for s in draft.scenes for c in s.characters if c.holds}
     props = [p for p in premise.props if p not in used]
@@ -339,14 +340,19 @@ def system_prompt(bible: Bible) -> str:
         "title": "...",
         "scenes": [{
             "beat": "setup", "setting": "road", "time": "dawn",
-            "characters": [{"id": PROTAGONIST, "pose": "ride", "emotion": "cheerful", "holds": None,
+            "characters": [{"id": bible.protagonist, "pose": "ride", "emotion": "cheerful", "holds": None,
                             "place": None}],
             "props": [], "shot": "establishing", "angle": "high", "caption": "...", "dialogue": None,
             "action": "...",
         }],
     }
+    lead = bible[bible.protagonist]
+    # A characters file's own protagonist takes Aldar's part (bible.PROTAGONIST is the default).
+    recast = ([] if lead.id == PROTAGONIST else
+              [f"The protagonist of this story is {lead.name} (id '{lead.id}'): cast them in Aldar Köse's part "
+               "in every tale; Aldar appears only if the logline names him."])
     return "\n\n".join([
-        CONTEXT,
+        CONTEXT, *recast,
         f"Cast (use these ids):\n{cast}",
         "Vocabulary (use these words):\n"
         f"- beats: {_names(Beat)}\n- shots: {_names(Shot)}\n- angles: {_names(Angle)}\n- times: {_names(TimeOfDay)}\n"

@@ -6,7 +6,8 @@ doubts and haggling (complication), the lure exposed (reveal), Aldar riding off
 (resolution). What happens in each beat is picked from the scene moves of
 `data/writer/lexicon.yaml` and written from the language's phrase file, with the logline's
 own cast, props, place and time. A seed picks among the choices: the same logline and seed
-always give the same story.
+always give the same story. A characters file that names another `protagonist:` casts that
+character in Aldar's part (role A): the tale is the same, told about them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from autokose.bible import PROTAGONIST, Bible
+from autokose.bible import Bible
 from autokose.errors import InputError
 from autokose.language import Noun, inflect, phrases, sentence_case
 from autokose.prompting import DEFAULT_STYLE
@@ -69,8 +70,8 @@ class OfflineWriter:
 
     def write(self, logline: str, *, scenes: int, seed: int, bible: Bible) -> Story:
         logline = check_request(logline, scenes, seed)
-        if PROTAGONIST not in bible:
-            raise InputError(f"the character bible has no '{PROTAGONIST}' (Aldar Köse is in every story)")
+        if bible.protagonist not in bible:
+            raise InputError(f"the character bible has no '{bible.protagonist}' (the protagonist is in every story)")
         bible = cast_for_logline(logline_elements(logline, bible), bible)
         premise = read_premise(logline, bible)
         rng = random.Random(f"autokose-offline:{seed}:{logline}")
@@ -90,14 +91,15 @@ class OfflineWriter:
 
 def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
     lex, vocab = lexicon(), table()
-    named = [cid for cid in premise.characters if cid != PROTAGONIST]
+    lead = bible.protagonist
+    named = [cid for cid in premise.characters if cid != lead]
     mark_id = pick_mark(named, bible)
     mark = lex.marks.get(mark_id) or Mark(home="aul", yard="aul")
     # Someone the tale does not know keeps a household at home, not at the bazaar.
     household = mark.household or (mark_id not in lex.marks and bible[mark_id].kind == "human"
                                    and premise.setting != "bazaar")
     servants = lex.groups["servants"].members
-    roles: dict[str, list[str]] = {"A": [PROTAGONIST], "M": [mark_id]}
+    roles: dict[str, list[str]] = {"A": [lead], "M": [mark_id]}
     if all(s in bible for s in servants) and (household or any(s in named for s in servants)):
         roles["S"] = list(servants)
     if "baibishe" in bible and (mark.household or "baibishe" in named):
@@ -128,6 +130,8 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
         pay = "purse" if lure != "purse" else ("horse" if "horse" in bible else "fur_coat")
     if "horse" in bible and ("horse" in named or pay == "horse"):
         roles["H"] = ["horse"]
+    # The lead plays A alone: a donkey or a servant cast as the lead is not also in a part of their own.
+    roles = {role: ids for role, ids in roles.items() if role == "A" or lead not in ids}
 
     taken = {cid for ids in roles.values() for cid in ids}
     trick = premise.setting or mark.home
@@ -151,7 +155,8 @@ def cast_tale(premise: Premise, bible: Bible, rng: random.Random) -> Tale:
 
 
 def pick_mark(named: list[str], bible: Bible) -> str:
-    """The one Aldar tricks: a named classic dupe, else another named person, else the Bai."""
+    """The one the lead tricks: a named classic dupe, else another named person, else the Bai
+    (`named` leaves the lead out)."""
     for mark in lexicon().marks:
         if mark in named:
             return mark
@@ -159,11 +164,11 @@ def pick_mark(named: list[str], bible: Bible) -> str:
     for cid in named:
         if bible[cid].kind in ("human", "spirit") and cid not in bystanders:
             return cid
-    if "bai" in bible:
+    if "bai" in bible and bible.protagonist != "bai":
         return "bai"
-    others = [c.id for c in bible if c.id != PROTAGONIST and c.kind in ("human", "spirit")]
+    others = [c.id for c in bible if c.id != bible.protagonist and c.kind in ("human", "spirit")]
     if not others:
-        raise InputError("the character bible has nobody for Aldar Köse to trick")
+        raise InputError(f"the character bible has nobody for {bible[bible.protagonist].name} to trick")
     return others[0]
 
 
@@ -316,20 +321,21 @@ def move_cast(move: Move, tale: Tale) -> list[CharacterDraft]:
 
 
 def trick_cast(tale: Tale, voice: Voice) -> list[CharacterDraft]:
-    """Aldar, the dupe and everyone the logline names, as the logline directs them.
+    """The lead, the dupe and everyone the logline names, as the logline directs them.
 
     A group whose reaction says where it stands (servants exchanging glances behind the Bai's
     back) gets that place, so staging puts them there.
     """
     role_of = {cid: role for role, ids in tale.roles.items() for cid in ids}
-    ids = [PROTAGONIST, tale.roles["M"][0], *tale.premise.characters]
+    lead = tale.roles["A"][0]
+    ids = [lead, tale.roles["M"][0], *tale.premise.characters]
     holder = next((cid for cid in ids if tale.premise.direction(cid).holds), None)
     cast = []
     for cid in dict.fromkeys(ids):
         role = role_of.get(cid)
         pose, emotion = TRICK_BLOCKING.get(role, ("stand", "curious"))
-        if role == "A" and holder not in (None, PROTAGONIST):
-            pose = "point"  # someone else has the lure in hand: Aldar points at it
+        if role == "A" and holder not in (None, lead):
+            pose = "point"  # someone else has the lure in hand: the lead points at it
         said = tale.premise.direction(cid)
         pose, emotion = said.pose or pose, said.emotion or emotion
         holds = (said.holds or tale.lure) if pose == "hold" else None
@@ -387,7 +393,7 @@ def reactions(tale: Tale, cast: list[CharacterDraft], voice: Voice) -> list[tupl
     seen: set[str] = set()
     out: list[tuple[str, list[str], str | None]] = []
     for cd in cast:
-        if cd.id == PROTAGONIST or cd.id in seen or len(out) >= MAX_REACTIONS:
+        if cd.id == tale.roles["A"][0] or cd.id in seen or len(out) >= MAX_REACTIONS:
             continue
         group = groups.get(cd.id)
         ids = tale.roles[group] if group else [cd.id]
