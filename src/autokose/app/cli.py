@@ -23,6 +23,7 @@ from autokose.app.batch import batch
 from autokose.app.board_files import export, scenes_app
 from autokose.app.character import app as character_app
 from autokose.app.comfy import app as comfy_app
+from autokose.app.evaluate import evaluate
 from autokose.app.importing import import_prompts
 from autokose.app.serve import serve
 from autokose.app.flags import (  # option types shared with `autokose video`
@@ -335,6 +336,7 @@ app.command(name="export")(export)
 app.command(name="serve")(serve)
 app.command(name="batch")(batch)
 app.command(name="import")(import_prompts)
+app.command(name="eval")(evaluate)
 app.add_typer(scenes_app, name="scenes", help="Reorder a board's scenes: move, insert, delete, duplicate "
                                               "(autokose scenes BOARD move 3 --to 1).")
 app.add_typer(video_app, name="video", help="Footage → stylised character video (autokose video stylize).")
