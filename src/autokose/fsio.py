@@ -8,7 +8,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -123,6 +123,32 @@ def read_text(path: Path | str, what: str) -> str:
         raise InputError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read {what} ({e})") from None
+
+
+def json_lines(text: str, source: str, what: str, example: str,
+               check: Callable[[Any], None] | None = None) -> Iterator[tuple[int, dict]]:
+    """The objects of a JSON Lines text with their line numbers (blank lines and `#` lines skipped).
+
+    A line that is not a JSON object is one InputError naming `source:line` (a line holds one
+    `what`, like `example`); `check(obj)` may refuse an object with a ValueError (`story.check_text`).
+    """
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{source}:{n}"
+        try:
+            data = json.loads(line)
+            if check is not None:
+                check(data)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: not a JSON object ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise InputError(f"{where}: nested too deeply") from None
+        except ValueError as e:  # check's
+            raise InputError(f"{where}: {e}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: not a JSON object (one {what} per line, like {example})")
+        yield n, data
 
 
 def read_json_object(path: Path | str, what: str, hint: str = "") -> dict:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autokose.errors import InputError
-from autokose.fsio import json_text, read_text, sha256_file, write_json
+from autokose.fsio import json_lines, json_text, read_text, sha256_file, write_json
 
 BATCH_DIR = ".autokose-batch"  # under the output folder: the batch's own records, never a board
 NAME = re.compile(r"^[^\W_][\w-]{0,63}$")  # a folder or file name anywhere: letters (any script), digits, - and _
@@ -115,19 +115,10 @@ def load_jobs(source: Path | str, out: Path | str | None = None) -> list[Job]:
 
 
 def _read_lines(path: Path) -> list[tuple[int, dict]]:
-    entries = []
-    for n, text in enumerate(read_text(path, "jobs file").removeprefix("\ufeff").splitlines(), 1):
-        text = text.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{n}: not a JSON object ({e.msg} at column {e.colno})") from None
-        if not isinstance(entry, dict):
-            raise InputError(f"{path}:{n}: not a JSON object (one job per line, like {{\"logline\": \"...\"}})")
-        entries.append((n, entry))
-    return entries
+    from autokose.story import check_text
+
+    text = read_text(path, "jobs file").removeprefix("\ufeff")
+    return list(json_lines(text, str(path), "job", '{"logline": "..."}', check=check_text))
 
 
 def _job(entry: dict, line: int, where: str, out: Path | None) -> Job:
@@ -163,11 +154,23 @@ def _absolute(options: dict) -> dict:
     return out
 
 
+def _path_part(value: str) -> str:
+    """The path an option value starts with: all of it, or a LoRA's `file` of `file:weight` (as `LoraRef`
+    reads it)."""
+    from autokose.models import LoraRef
+
+    return value if Path(value).exists() else LoraRef.parse(value).path
+
+
+def _local_path(value: str) -> Path | None:
+    """The existing file or folder an option value names, or None (a Hugging Face id, a word)."""
+    path = Path(_path_part(value))
+    return path if path.exists() else None
+
+
 def _absolute_path(value: str) -> str:
-    path, sep, weight = value, "", ""
-    if not Path(value).exists() and ":" in value:  # a LoRA's file:weight
-        path, sep, weight = value.rpartition(":")
-    return str(Path(path).resolve()) + sep + weight if Path(path).exists() else value
+    head = _path_part(value)
+    return str(Path(head).resolve()) + value[len(head):] if Path(head).exists() else value
 
 
 def _board_job(entry: dict, line: int) -> Job:
@@ -241,7 +244,9 @@ def _stamps(options: dict) -> list:
         for value in values if isinstance(values, list) else [values]:
             if not isinstance(value, str):
                 continue
-            path = Path(value if Path(value).exists() else value.rpartition(":")[0] or value)
+            path = _local_path(value)
+            if path is None:
+                continue
             if path.is_file():
                 stamps.append(_stamp(path))
             elif path.is_dir():
@@ -279,9 +284,9 @@ def foreign_output(out: Path, job: Job) -> Path | None:
     target = job.output(out)
     if job.kind == "board":
         return target if target.is_dir() and any(target.iterdir()) or target.is_file() else None
-    frames = target.with_name(target.stem + ".frames")
-    metrics = target.with_name(target.stem + ".metrics.json")
-    return next((p for p in (target, frames, metrics) if p.exists()), None)
+    from autokose.video.stylize import frames_dir, metrics_path
+
+    return next((p for p in (target, frames_dir(target), metrics_path(target)) if p.exists()), None)
 
 
 def is_done(out: Path, job: Job) -> bool:
