@@ -34,9 +34,18 @@ benchmarks/bench_render.py builds it) + an OpenPose ControlNet (`ControlNetModel
 IP-Adapter in the h94 base layout with a ViT-H/14 image encoder (as benchmarks/bench_diffusion.py
 builds it), fp16, DPM++ 2M Karras, CFG 7. The clip is cropped to its centre square and
 stylised at 512x512. In one run: our stylize() with the defaults and with every mechanism off,
-then plain diffusers per-frame img2img (StableDiffusionImg2ImgPipeline) and plain per-frame
-ControlNet img2img + IP-Adapter (the reference passed as `ip_adapter_image` every frame): fps and
-peak CUDA memory. Random weights change no kernel, so speeds carry over to real checkpoints.
+then the defaults with the engine's speed switches (issue 17: >= 2 fps at 512x512 with ControlNet +
+IP-Adapter + consistency): `fast` (the --fast preset, DeepCache every 3rd step, same loaded
+pipeline), `compile_blocks` (torch.compile of the UNet's and ControlNet's repeated blocks,
+`speed.compile_models(pipe, "blocks")`; its warm-up, compiling included, reported as warmup_s)
+and `fast+compile_blocks`; then plain diffusers per-frame img2img (StableDiffusionImg2ImgPipeline)
+and plain per-frame ControlNet img2img + IP-Adapter (the reference passed as `ip_adapter_image`
+every frame): fps and peak CUDA memory. Random weights change no kernel, so speeds carry over to
+real checkpoints. `--full-configs` picks rows, `--deadline` skips those that would not fit (rows
+written to --json as they finish), `--table` writes the markdown table.
+
+    python benchmarks/bench_video.py --full --device cuda --full-configs defaults,fast,compile_blocks \
+        --deadline 200 --json v.json --table v.md
 """
 
 from __future__ import annotations
@@ -52,6 +61,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+T0 = time.perf_counter()
+FULL_CONFIGS = ("defaults", "baseline", "fast", "compile_blocks", "fast+compile_blocks", "plain_img2img",
+                "plain_controlnet")
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "video" / "short_hamilton_clip.mp4"
@@ -239,7 +251,9 @@ def full_models(work: Path, device: str, dtype) -> dict[str, Path]:
     return {"model": model, "controlnet": controlnet, "ip_adapter": ipa}
 
 
-def reference_image(work: Path) -> Path:
+def reference_image(work: Path, given: Path | None = None) -> Path:
+    if given is not None:
+        return given
     if FACE.is_file():
         return FACE
     import numpy as np
@@ -248,6 +262,41 @@ def reference_image(work: Path) -> Path:
     path = work / "reference.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def ensure_pose_detection() -> str:
+    """mediapipe's pose detector when installed; otherwise a stand-in that finds nobody, so every
+    OpenPose control image is blank: the ControlNet's work is the same, the CPU's pose detection
+    (mediapipe, per frame) is left out of the whole-call time."""
+    import importlib.machinery
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("mediapipe") is not None:
+        return "mediapipe"
+    from autokose.video import controls
+
+    class NoPose:
+        def __init__(self, **kwargs):
+            pass
+
+        def __call__(self, frame):
+            return None
+
+        def close(self) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+    stub = types.ModuleType("mediapipe")  # stylize's check asks find_spec("mediapipe") for the ControlNet
+    stub.__spec__ = importlib.machinery.ModuleSpec("mediapipe", None)
+    sys.modules["mediapipe"] = stub
+    controls.PoseDetector = NoPose
+    return "blank (mediapipe not installed: no pose detection, blank OpenPose images)"
 
 
 def plain_per_frame(models: dict, clip: Path, args, reference: Path, with_controls: bool) -> dict:
@@ -298,51 +347,104 @@ def plain_per_frame(models: dict, clip: Path, args, reference: Path, with_contro
     sync(args.device)
     seconds = time.perf_counter() - t0
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
-    del pipe
+    pipe = None  # frees the GPU memory (gc below)
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
     return {"frames": len(frames), "seconds": seconds, "peak_gib": peak}
 
 
-def bench_full(args, work: Path) -> list[dict]:
+def bench_full(args, work: Path, save=lambda rows: None) -> list[dict]:
     import torch
 
-    from autokose.render.diffusion import DiffusionSettings
+    from autokose.render.diffusion import DiffusionSettings, speed
     from autokose.render.diffusion.engine import DiffusionEngine
 
     cuda = args.device.startswith("cuda")
+    wanted = [n.strip() for n in args.full_configs.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in FULL_CONFIGS]
+    if unknown:
+        sys.exit(f"unknown --full-configs {unknown}; known: {', '.join(FULL_CONFIGS)}")
+    args.pose_detection = ensure_pose_detection()
     t0 = time.perf_counter()
     models = full_models(work, args.device, torch.float16 if cuda else torch.float32)
     clip = square_clip(args.clip, work / "square.mp4", args.frames)
-    reference = reference_image(work)
+    reference = reference_image(work, args.reference)
     print(f"built full-size random SD 1.5 + ControlNet + IP-Adapter in {time.perf_counter() - t0:.1f}s", flush=True)
-    rows = []
-    engine = DiffusionEngine(DiffusionSettings(model=str(models["model"]), controlnet=str(models["controlnet"]),
-                                               ip_adapter=str(models["ip_adapter"]), steps=args.full_steps,
-                                               device=args.device))
+    rows: list[dict] = []
+    estimate = {"s": 60.0}  # seconds one row takes (the last one measured)
+
+    def left() -> float:
+        return args.deadline - (time.perf_counter() - T0)
+
+    def fits(name: str, extra: float = 0.0) -> bool:
+        if name not in wanted:
+            return False
+        if left() < estimate["s"] + extra:
+            rows.append(dict(what=name, skipped=f"not enough time left ({left():.0f}s < "
+                             f"{estimate['s'] + extra:.0f}s estimated)"))
+            print(json.dumps(rows[-1]), flush=True)
+            save(rows)
+            return False
+        return True
+
+    settings = DiffusionSettings(model=str(models["model"]), controlnet=str(models["controlnet"]),
+                                 ip_adapter=str(models["ip_adapter"]), steps=args.full_steps, device=args.device)
+    engine = DiffusionEngine(settings)
     engine.session()
+    # The fast preset is a call-time switch: a second engine on the same loaded session.
+    fast = DiffusionEngine(DiffusionSettings(**settings.model_dump(exclude_unset=True), fast=True))
+    fast._session = engine.session()
     common = dict(PROMPT, references=[str(reference)], strength=args.strength, seed=args.seed,
                   short_side=args.full_size)
-    run_stylize(clip, work / "warm.mp4", engine, args.device, compare=False, **dict(common, **span(2, clip)))
-    for name in ("defaults", "baseline"):
-        r = run_stylize(clip, work / f"full-{name}.mp4", engine, args.device, compare=False,
-                        **dict(common, **configs(args.deflicker)[name]))
+    configs_ = configs(args.deflicker)
+
+    def ours(name: str, what: str, eng, config: str, warm_frames: int = 2) -> None:
+        """A warm-up on the clip's first frames (batches of 1, 2, 3 rows: every shape), then the timed run."""
+        tw = time.perf_counter()
+        run_stylize(clip, work / "warm.mp4", eng, args.device, compare=False,
+                    **dict(common, **span(warm_frames, clip)))
+        warm_s = time.perf_counter() - tw
+        r = run_stylize(clip, work / f"full-{name}.mp4", eng, args.device, compare=False,
+                        **dict(common, **configs_[config]))
         frames = r["metrics"]["frames"]
-        rows.append(dict(what=f"autokose stylize ({name})", frames=frames, seconds=r["wall_s"],
-                         fps=frames / r["wall_s"], draw_fps=r["draw_fps"], peak_gib=r["peak_gib"],
+        rows.append(dict(config=name, what=what, frames=frames, seconds=r["wall_s"], fps=frames / r["wall_s"],
+                         draw_fps=r["draw_fps"], peak_gib=r["peak_gib"], warmup_s=round(warm_s, 1),
                          stages=r["stages"], identity=r["metrics"].get("identity")))
+        estimate["s"] = r["wall_s"] + warm_s
         print(json.dumps(rows[-1]), flush=True)
-    del engine
+        save(rows)
+
+    for name in ("defaults", "baseline"):
+        if fits(name):
+            ours(name, f"autokose stylize ({name})", engine, name)
+    if fits("fast"):
+        ours("fast", "autokose stylize (defaults, --fast: DeepCache every 3rd step)", fast, "defaults", 3)
+    if "compile_blocks" in wanted or "fast+compile_blocks" in wanted:
+        if fits("compile_blocks" if "compile_blocks" in wanted else "fast+compile_blocks", args.compile_estimate):
+            speed.COMPILE_BACKEND = "inductor" if cuda else "eager"
+            compiled = speed.compile_models(engine.session().pipe, "blocks", cache_dir=work)
+            print(f"compiling {len(compiled)} blocks ({speed.COMPILE_BACKEND}) on first use", flush=True)
+            if "compile_blocks" in wanted:
+                ours("compile_blocks", f"autokose stylize (defaults, compile blocks: {len(compiled)} blocks, "
+                     f"{speed.COMPILE_BACKEND}; warm-up compiles)", engine, "defaults", 3)
+            if fits("fast+compile_blocks"):
+                ours("fast+compile_blocks", "autokose stylize (defaults, --fast + compile blocks)", fast,
+                     "defaults", 3)
+    del engine, fast
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
-    for with_controls, what in ((False, "diffusers img2img per frame"),
-                                (True, "diffusers ControlNet img2img + IP-Adapter per frame")):
+    plain = (("plain_img2img", False, "diffusers img2img per frame"),
+             ("plain_controlnet", True, "diffusers ControlNet img2img + IP-Adapter per frame"))
+    for name, with_controls, what in plain:
+        if not fits(name):
+            continue
         p = plain_per_frame(models, clip, args, reference, with_controls)
-        rows.append(dict(what=what, frames=p["frames"], seconds=p["seconds"], fps=p["frames"] / p["seconds"],
-                         draw_fps=p["frames"] / p["seconds"], peak_gib=p["peak_gib"]))
+        rows.append(dict(config=name, what=what, frames=p["frames"], seconds=p["seconds"],
+                         fps=p["frames"] / p["seconds"], draw_fps=p["frames"] / p["seconds"], peak_gib=p["peak_gib"]))
         print(json.dumps(rows[-1]), flush=True)
+        save(rows)
     return rows
 
 
@@ -354,16 +456,20 @@ def full_table(rows: list[dict], args) -> str:
     cuda = args.device.startswith("cuda")
     where = f"{torch.cuda.get_device_name()}, fp16" if cuda else f"{cpu_name()} (smoke test), fp32"
     head = (f"{where}, {args.full_size}x{args.full_size}, {args.full_steps} steps x "
-            f"strength {args.strength}, DPM++ 2M Karras, CFG 7\n")
-    lines = ["| run | frames | s, whole call | fps, whole call | fps, drawing | peak GiB |",
-             "|---|---|---|---|---|---|"]
+            f"strength {args.strength}, DPM++ 2M Karras, CFG 7; poses: {getattr(args, 'pose_detection', '?')}\n")
+    lines = ["| run | frames | s, whole call | fps, whole call | fps, drawing | peak GiB | warm-up s |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['what']} | skipped: {r['skipped']} | | | | | |")
+            continue
         draw = "—" if r["draw_fps"] is None else f"{r['draw_fps']:.2f}"
         lines.append(f"| {r['what']} | {r['frames']} | {r['seconds']:.2f} | {r['fps']:.2f} | {draw} "
-                     f"| {r['peak_gib']} |")
+                     f"| {r['peak_gib']} | {r.get('warmup_s', '—')} |")
     note = ("\nWhole call: stylize() from the call to OUT.metrics.json (reading, flow, controls, drawing, encoding, "
             "warp error, face identity of every frame); drawing: the steady rate of its stylize stage (frames 2..N). "
-            "Diffusers rows: the per-frame loop alone.")
+            "Diffusers rows: the per-frame loop alone, after one warm-up frame; ours: after a warm-up stylize() "
+            "of the clip's first 2-3 frames (warm-up s; compiling included).")
     return head + "\n".join(lines) + note
 
 
@@ -385,7 +491,15 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="GPU: full-size SD 1.5 + ControlNet + IP-Adapter.")
     ap.add_argument("--full-size", type=int, default=512)
     ap.add_argument("--full-steps", type=int, default=25)
+    ap.add_argument("--full-configs", default=",".join(FULL_CONFIGS),
+                    help=f"--full rows, comma-separated (default all: {','.join(FULL_CONFIGS)})")
+    ap.add_argument("--compile-estimate", type=float, default=90.0,
+                    help="--full: seconds compiling the blocks is expected to take, for --deadline")
+    ap.add_argument("--deadline", type=float, default=1e9,
+                    help="--full: seconds from start; rows that would run past it are skipped")
+    ap.add_argument("--reference", type=Path, help="--full: the reference image (default: a face from ../shared)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--table", type=Path, help="also write the markdown table here")
     args = ap.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not args.clip.is_file():
@@ -395,7 +509,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     try:
         if args.full:
-            rows = bench_full(args, work)
+            def save(rows: list[dict]) -> None:  # each row as it finishes: a run cut short keeps them
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=2))
+
+            rows = bench_full(args, work, save)
             table = full_table(rows, args)
         else:
             rows = bench_mechanisms(args, work)
@@ -408,6 +526,8 @@ def main() -> None:
     print("\n" + table)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.table:
+        args.table.write_text(table + "\n")
 
 
 if __name__ == "__main__":

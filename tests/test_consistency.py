@@ -5,11 +5,8 @@ import torch
 from tiny import _unet
 
 from autokose.errors import InputError
-from autokose.render.diffusion.consistency import (
-    ConsistentAttnProcessor,
-    enable_consistent_attention,
-    fuse_self_attention_qkv,
-)
+from autokose.render.diffusion.consistency import ConsistentAttnProcessor, enable_consistent_attention
+from autokose.render.diffusion.speed import fuse_self_attention_qkv
 
 FRAMES = 3
 
@@ -339,3 +336,16 @@ def test_renderer_another_frames_prompt_reaches_this_frame_only_with_consistency
         pb = render_pixels(tiny_model, b, consistency=rate, batch_size=batch_size, consistency_masked=masked)
         assert (pa[changed] != pb[changed]).any()
         assert (pa[watched] != pb[watched]).any() == (rate > 0), f"consistency {rate}, batch size {batch_size}"
+
+
+def test_the_token_key_lives_on_the_device_and_follows_the_step():
+    """The key is copied to a device once and refilled there each step (no blocking copy per layer)."""
+    ctl = enable_consistent_attention(unet(), 0.5)
+    ctl.set_step(1, 10)
+    key = ctl.key_on("cpu")
+    first = ctl.sample(64, FRAMES, "cpu")
+    ctl.set_step(2, 10)
+    assert ctl.key_on("cpu") is key and int(key) == int(ctl.key)
+    assert not torch.equal(ctl.sample(64, FRAMES, "cpu"), first)  # another step lends other tokens
+    ctl.set_step(1, 10)
+    assert torch.equal(ctl.sample(64, FRAMES, "cpu"), first)

@@ -298,7 +298,7 @@ def test_consistency_settings_defaults_forms_and_errors():
 @pytest.mark.slow
 @torch.no_grad()
 def test_fused_qkv_gives_the_same_masked_result():
-    from autokose.render.diffusion.consistency import fuse_self_attention_qkv
+    from autokose.render.diffusion.speed import fuse_self_attention_qkv
 
     latents, text = unet_inputs()
     outs = []

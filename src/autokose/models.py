@@ -401,19 +401,25 @@ def load_vae(spec: str, *, arch: str = "sd15", dtype=None, config: str | None = 
     """A separate VAE: HF id, diffusers folder (a VAE folder or a pipeline folder with vae/) or single file.
 
     A single file takes its layout from `config`/vae (a diffusers pipeline or config folder;
-    default: the shipped one for `arch`).
+    default: the shipped one for `arch`). A folder or id whose config names `AutoencoderTiny`
+    (taesd, taesdxl) loads as that: a tiny autoencoder that decodes several times faster than
+    the KL VAE, with softer detail (previews, `--fast` drafts).
     """
-    from diffusers import AutoencoderKL
+    import diffusers
 
     source = locate(spec, "vae")
     with _loading(source, "vae", spec):
         if source.kind == "file":
             folder = Path(config) if config else config_dir(arch)
-            return AutoencoderKL.from_single_file(source.location, config=str(folder), subfolder="vae",
-                                                  local_files_only=True, dtype=dtype)
+            return diffusers.AutoencoderKL.from_single_file(source.location, config=str(folder), subfolder="vae",
+                                                            local_files_only=True, dtype=dtype)
         sub = "vae" if source.kind == "folder" and (Path(source.location) / "vae" / "config.json").is_file() else None
-        return AutoencoderKL.from_pretrained(source.location, subfolder=sub, dtype=dtype, use_safetensors=True,
-                                             local_files_only=hub_offline() or source.kind == "folder")
+        offline = hub_offline() or source.kind == "folder"
+        kind = diffusers.AutoencoderKL.load_config(source.location, subfolder=sub,
+                                                   local_files_only=offline).get("_class_name")
+        cls = diffusers.AutoencoderTiny if kind == "AutoencoderTiny" else diffusers.AutoencoderKL
+        return cls.from_pretrained(source.location, subfolder=sub, dtype=dtype, use_safetensors=True,
+                                   local_files_only=offline)
 
 
 def load_controlnet(spec: str, *, dtype=None):

@@ -101,7 +101,7 @@ def windows_needed(pipe, texts: list[str]) -> int:
 
 
 def encode_prompts(pipe, prompts: list[str], negatives: list[str], windows: int = 1) -> Embeddings:
-    """Encode a batch of prompts and negatives with every text encoder the pipeline has.
+    """Encode a batch of prompts and negatives with every text encoder the pipeline has (each distinct text once).
 
     One batch needs one sequence length, so every prompt gets the same number of windows: at
     least `windows`, more if one needs it. Padding windows are not neutral in cross-attention,
@@ -114,10 +114,14 @@ def encode_prompts(pipe, prompts: list[str], negatives: list[str], windows: int 
     sdxl = len(encoders) == 2
     texts = list(prompts) + list(negatives)
     n = max(windows, windows_needed(pipe, texts))
-    ids = [[_windows(tok, t, n) for t in texts] for tok, _ in encoders]
+    # A board's frames share their negative (a video's frames their prompt too): each text is encoded once.
+    unique = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    ids = [[_windows(tok, t, n) for t in unique] for tok, _ in encoders]
     with torch.no_grad():
         embeds, pooled = encode_windows([enc for _, enc in encoders], ids, pipe._execution_device)
-    embeds = embeds.to(pipe.unet.dtype)
+    rows = torch.tensor([unique[t] for t in texts], device=embeds.device)
+    embeds = embeds[rows].to(pipe.unet.dtype)
+    pooled = pooled[rows] if pooled is not None else None
     k = len(prompts)
     if not sdxl:
         return Embeddings(embeds[:k], embeds[k:])

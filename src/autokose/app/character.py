@@ -134,7 +134,7 @@ def sheet(
     controlnet: Annotated[Optional[str], typer.Option(help="OpenPose ControlNet that turns the figure (HF id, folder or file).", rich_help_panel="Identity")] = None,
     controlnet_scale: Annotated[Optional[float], typer.Option(help="ControlNet conditioning scale.", rich_help_panel="Identity")] = None,
     vae: Annotated[Optional[str], typer.Option(help="Separate VAE (HF id, folder or file).", rich_help_panel="Diffusion")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim or lcm.", rich_help_panel="Diffusion")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim, lcm or tcd (lcm/tcd: with an LCM or TCD LoRA, 4-8 steps, cfg 1-2).", rich_help_panel="Diffusion")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps.", rich_help_panel="Diffusion")] = None,
     cfg: Annotated[Optional[float], typer.Option("--cfg", help="Classifier-free guidance scale.", rich_help_panel="Diffusion")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cpu or mps (default: best available).", rich_help_panel="Diffusion")] = None,

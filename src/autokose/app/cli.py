@@ -27,10 +27,10 @@ from autokose.app.evaluate import evaluate
 from autokose.app.importing import import_prompts
 from autokose.app.serve import serve
 from autokose.app.flags import (  # option types shared with `autokose video`
-    OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Consistency, ConsistencyBlocks, ConsistencyMasked,
-    ConsistencySteps, ControlNet, ControlScale, Device, Dtype, Height, IpAdapter, IpScale, Lineart, LineartScale, Lora,
-    LowVram, MinIdentity, Model, ModelConfig, Regional, RegionalBase, RerollOnSwap, Scheduler, Stages, Steps, Vae,
-    Width, stage_progress)
+    OUTPUT, QUALITY, STORY, BatchSize, BestOf, Cfg, ClipModel, Compile, Consistency, ConsistencyBlocks,
+    ConsistencyMasked, ConsistencySteps, ControlNet, ControlScale, DeepCache, Device, Dtype, Fast, Height, IpAdapter,
+    IpScale, Lineart, LineartScale, Lora, LowVram, MinIdentity, Model, ModelConfig, Regional, RegionalBase,
+    RerollOnSwap, Scheduler, Stages, Steps, Vae, Width, stage_progress)
 from autokose.app.terminal import OneLineErrors, console, literal, show_warnings, user_errors
 from autokose.app.video import app as video_app
 from autokose.errors import InputError
@@ -91,7 +91,7 @@ def scene_count(value: int) -> int:
 RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
                   "lineart", "lineart_scale", "consistency", "consistency_masked", "consistency_steps", "consistency_blocks",
                   "regional", "regional_base", "scheduler", "steps", "cfg", "width", "height", "device", "dtype",
-                  "low_vram", "model_config", "batch_size")
+                  "low_vram", "model_config", "batch_size", "fast", "deep_cache", "compile")
 
 
 @app.command()
@@ -121,7 +121,8 @@ def story(
     regional: Regional = None, regional_base: RegionalBase = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
-    model_config: ModelConfig = None, batch_size: BatchSize = None,
+    model_config: ModelConfig = None, batch_size: BatchSize = None, fast: Fast = None, deep_cache: DeepCache = None,
+    compile: Compile = None,
     best_of: BestOf = 1, min_identity: MinIdentity = None, reroll_on_swap: RerollOnSwap = None,
     clip_model: ClipModel = None,
 ) -> None:
@@ -165,7 +166,8 @@ def render(
     regional: Regional = None, regional_base: RegionalBase = None,
     scheduler: Scheduler = None, steps: Steps = None, cfg: Cfg = None, width: Width = None,
     height: Height = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
-    model_config: ModelConfig = None, batch_size: BatchSize = None,
+    model_config: ModelConfig = None, batch_size: BatchSize = None, fast: Fast = None, deep_cache: DeepCache = None,
+    compile: Compile = None,
     best_of: BestOf = 1, min_identity: MinIdentity = None, reroll_on_swap: RerollOnSwap = None,
     clip_model: ClipModel = None,
 ) -> None:

@@ -9,14 +9,14 @@ import typer
 from rich.text import Text
 
 from autokose.app.flags import (
-    BatchSize, Cfg, ClipModel, ControlNet, ControlScale, Device, Dtype, Height, IpAdapter, IpScale, Lora, LowVram,
-    Model, ModelConfig, Scheduler, Steps, Vae, Width, retold, stage_progress)
+    BatchSize, Cfg, ClipModel, Compile, ControlNet, ControlScale, DeepCache, Device, Dtype, Fast, Height, IpAdapter,
+    IpScale, Lora, LowVram, Model, ModelConfig, Scheduler, Steps, Vae, Width, retold, stage_progress)
 from autokose.app.terminal import console, literal, user_errors
 
 # The render options eval passes on to every method's run (consistency is the methods' own).
 EVAL_RENDER_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
                        "scheduler", "steps", "cfg", "width", "height", "device", "dtype", "low_vram", "model_config",
-                       "batch_size")
+                       "batch_size", "fast", "deep_cache", "compile")
 
 
 def evaluate(
@@ -36,6 +36,7 @@ def evaluate(
     controlnet: ControlNet = None, controlnet_scale: ControlScale = None, scheduler: Scheduler = None,
     steps: Steps = None, cfg: Cfg = None, width: Width = None, height: Height = None, device: Device = None,
     dtype: Dtype = None, low_vram: LowVram = None, model_config: ModelConfig = None, batch_size: BatchSize = None,
+    fast: Fast = None, deep_cache: DeepCache = None, compile: Compile = None,
 ) -> None:
     """Draw a benchmark set once per method with the same seeds, score it, write results.json and results.md."""
     from autokose.evaluate import evaluate as run_eval

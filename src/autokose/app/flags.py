@@ -74,7 +74,7 @@ ConsistencySteps = Annotated[Optional[str], typer.Option(help="Steps that share,
 ConsistencyBlocks = Annotated[Optional[str], typer.Option(help="UNet blocks that share: down, mid, up (default up).", rich_help_panel=CONSISTENCY)]
 Regional = Annotated[Optional[bool], typer.Option("--regional/--no-regional", help="Each character's words and LoRA act in its own box (default on).", rich_help_panel=CONSISTENCY)]
 RegionalBase = Annotated[Optional[float], typer.Option(help="Weight of the shared prompt inside a box, 0-1 (default 0.25).", rich_help_panel=CONSISTENCY)]
-Scheduler = Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim or lcm.", rich_help_panel=DIFFUSION)]
+Scheduler = Annotated[Optional[str], typer.Option(help="dpmpp_2m_karras, euler_a, ddim, lcm or tcd (lcm/tcd: with an LCM or TCD LoRA, 4-8 steps, cfg 1-2).", rich_help_panel=DIFFUSION)]
 Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.", rich_help_panel=DIFFUSION)]
 Cfg = Annotated[Optional[float], typer.Option("--cfg", help="Classifier-free guidance scale.", rich_help_panel=DIFFUSION)]
 Width = Annotated[Optional[int], typer.Option(help=f"Frame width in pixels ({MIN_SIDE}–{MAX_SIDE}).", callback=frame_side,
@@ -84,6 +84,10 @@ Height = Annotated[Optional[int], typer.Option(help=f"Frame height in pixels ({M
 Device = Annotated[Optional[str], typer.Option(help="cuda, cpu or mps (default: best available).", rich_help_panel=DIFFUSION)]
 Dtype = Annotated[Optional[str], typer.Option(help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU).", rich_help_panel=DIFFUSION)]
 LowVram = Annotated[Optional[bool], typer.Option("--low-vram", help="8–12 GB cards: model CPU offload, VAE slicing and tiling.", rich_help_panel=DIFFUSION)]
+# Speed (render/diffusion/speed.py): --fast trades a little detail; compiling only costs its first run.
+Fast = Annotated[Optional[bool], typer.Option("--fast", help="Faster drafts: the whole UNet every 3rd step, its outer blocks in between (DeepCache); a little less fine detail.", rich_help_panel=DIFFUSION)]
+DeepCache = Annotated[Optional[int], typer.Option(help="Whole UNet every N-th step, outer blocks in between (1 = off; --fast means 3).", rich_help_panel=DIFFUSION)]
+Compile = Annotated[Optional[str], typer.Option(help="torch.compile: off, blocks or full (the first run compiles for minutes; later runs use the cache).", rich_help_panel=DIFFUSION)]
 ModelConfig = Annotated[Optional[str], typer.Option(help="Diffusers config folder for a single-file --model (default: the shipped SD 1.5/SDXL one).", rich_help_panel=DIFFUSION)]
 BatchSize = Annotated[Optional[int], typer.Option(help="Frames denoised together (default 8; 2 with --low-vram).", rich_help_panel=DIFFUSION)]
 BestOf = Annotated[int, typer.Option(help="Draw K candidates per frame and keep the best-scoring one. Needs something to score by: "

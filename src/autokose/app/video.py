@@ -19,9 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from autokose.app.flags import (
-    CONSISTENCY, DIFFUSION, IDENTITY, OUTPUT, QUALITY, Cfg, ClipModel, ControlNet, ControlScale, Device, Dtype,
-    IpAdapter, IpScale, Lineart, LineartScale, Lora, LowVram, Model, ModelConfig, Scheduler, Steps, Vae, retold,
-    stage_progress)
+    CONSISTENCY, DIFFUSION, IDENTITY, OUTPUT, QUALITY, Cfg, ClipModel, Compile, ControlNet, ControlScale, DeepCache,
+    Device, Dtype, Fast, IpAdapter, IpScale, Lineart, LineartScale, Lora, LowVram, Model, ModelConfig, Scheduler, Steps,
+    Vae, retold, stage_progress)
 from autokose.app.terminal import console, literal, user_errors
 
 log = logging.getLogger("autokose")
@@ -59,7 +59,7 @@ def stylize(
                                                       rich_help_panel=DIFFUSION)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the noise (default 0).", rich_help_panel=DIFFUSION)] = None,
     scheduler: Scheduler = None, cfg: Cfg = None, device: Device = None, dtype: Dtype = None, low_vram: LowVram = None,
-    model_config: ModelConfig = None,
+    model_config: ModelConfig = None, fast: Fast = None, deep_cache: DeepCache = None, compile: Compile = None,
     start: Annotated[Optional[float], typer.Option(help="Seconds: the first frame at or after.", rich_help_panel=FOOTAGE)] = None,
     end: Annotated[Optional[float], typer.Option(help="Seconds: frames before.", rich_help_panel=FOOTAGE)] = None,
     every: Annotated[Optional[int], typer.Option(help="Stylise every N-th frame; the video plays at fps / N.",

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 # `lora` is its `loras`).
 DIFFUSION_OPTIONS = ("model", "vae", "lora", "ip_adapter", "ip_adapter_scale", "controlnet", "controlnet_scale",
                      "lineart", "lineart_scale", "scheduler", "steps", "cfg", "device", "dtype", "low_vram",
-                     "model_config")
+                     "model_config", "fast", "deep_cache", "compile")
 # StylizeSettings fields the bible fills in, never given as options.
 FROM_BIBLE = ("character", "character_id", "references")
 # StylizeSettings fields whose option has another name.

@@ -67,6 +67,9 @@ class ConsistencyController:
         self.bank: dict[int, dict[str, torch.Tensor]] = {}  # step → layer → sampled tokens [groups, M, dim]
         self.offload_bank = False
         self.key = torch.zeros((), dtype=torch.int64)  # hashes (seed, step): which tokens are lent
+        # The key on each device the layers ran on, refilled in place every step: copying it from the
+        # CPU in every layer would wait for the GPU to finish its queue (a blocking copy) 9 times a step.
+        self._keys: dict[str, torch.Tensor] = {}
         self._written: dict[str, torch.Tensor] = {}  # this step's bank entries, filed by set_step
         self._reading: dict[str, torch.Tensor] = {}  # the bank entries of this step, on the device
         self._device = None
@@ -175,7 +178,9 @@ class ConsistencyController:
     def _update(self) -> None:
         fraction = self.step / self.steps if self.steps else 0.0
         self.live = self.rate > 0 and self.step_range[0] <= fraction < self.step_range[1]
-        self.key.fill_(_mix(self.seed, self.step) & 0xFFFFFFFF)
+        value = _mix(self.seed, self.step) & 0xFFFFFFFF
+        for key in (self.key, *self._keys.values()):
+            key.fill_(value)  # a kernel launch on a GPU: no wait
         self._reading.clear()
         if self.live and self.mode == "read":
             device = self._device or "cpu"
@@ -198,6 +203,13 @@ class ConsistencyController:
                                "(set controller.groups to 1 without classifier-free guidance)")
         return batch // self.groups
 
+    def key_on(self, device) -> torch.Tensor:
+        """`key` on `device`: copied there once, then kept current by `_update`."""
+        key = self._keys.get(str(device))
+        if key is None:
+            key = self._keys[str(device)] = self.key.to(device)
+        return key
+
     def sample(self, tokens: int, frames: int, device) -> torch.Tensor:
         """Per frame, the positions of the tokens it lends to the others: [frames, k].
 
@@ -207,7 +219,7 @@ class ConsistencyController:
         k = max(1, round(self.rate * tokens))
         position = torch.arange(frames * tokens, device=device, dtype=torch.int64).view(frames, tokens)
         self._device = device
-        return _hash32(position * 0x9E3779B1 + self.key.to(device)).argsort(dim=1)[:, :k]
+        return _hash32(position * 0x9E3779B1 + self.key_on(device)).argsort(dim=1)[:, :k]
 
     def plan(self, tokens: int, frames: int, device) -> SubjectPlan:
         """The subject plan of a layer with `tokens` tokens per frame (cached per subjects and rate)."""
@@ -224,12 +236,23 @@ class ConsistencyController:
             self._plans[(tokens, str(device))] = cached
         return cached
 
+    def prepare(self, frames: int, device, levels: int) -> None:
+        """Plan every UNet level's subjects now (`levels` halvings of the latent, as the UNet does),
+        before the call: made inside the attention processor, a compiled UNet would break its
+        graph there."""
+        if self.subjects is None or self.latent_size is None:
+            return
+        h, w = self.latent_size
+        for _ in range(levels):
+            self.plan(h * w, frames, torch.device(device))
+            h, w = -(-h // 2), -(-w // 2)
+
     def lent(self, plan: SubjectPlan, device) -> dict[int, torch.Tensor]:
         """Per character, the positions each frame lends this step: label → [frames, k] (see `sample`)."""
         frames, tokens = plan.labels.shape
         self._device = device
         position = torch.arange(frames * tokens, device=device, dtype=torch.int64).view(frames, tokens)
-        score = _hash32(position * 0x9E3779B1 + self.key.to(device)) + plan.labels * 2**32  # grouped by label
+        score = _hash32(position * 0x9E3779B1 + self.key_on(device)) + plan.labels * 2**32  # grouped by label
         order = score.argsort(dim=1, stable=True)
         return {c: order.gather(1, group.slots) for c, group in plan.lenders.items()}
 
@@ -498,28 +521,6 @@ def enable_consistent_attention(unet, rate: float, *, blocks: Iterable[str] = ("
     (start, end) in which frames share; `groups` is 2 with classifier-free guidance, else 1.
     """
     return ConsistencyController(unet, rate, blocks=blocks, step_range=step_range, seed=seed, groups=groups)
-
-
-def fuse_self_attention_qkv(model) -> int:
-    """Fuse q/k/v of every self-attention of a UNet or ControlNet into one matmul.
-
-    Call it after LoRAs are fused into the weights. Unlike diffusers' `fuse_qkv_projections()`
-    it leaves cross-attention processors (IP-Adapter's) alone: stock self-attention processors
-    become `FusedAttnProcessor2_0`, and the consistent processor uses the fused weights itself.
-    Returns how many layers were fused.
-    """
-    from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0
-
-    processors, fused = dict(model.attn_processors), 0
-    for name in processors:
-        attn = model.get_submodule(name.removesuffix(".processor"))
-        if name.endswith("attn1.processor") and not attn.is_cross_attention:
-            attn.fuse_projections(fuse=True)
-            if type(processors[name]) is AttnProcessor2_0:
-                processors[name] = FusedAttnProcessor2_0()
-            fused += 1
-    model.set_attn_processor(processors)
-    return fused
 
 
 def project_qkv(attn, hidden_states: torch.Tensor):

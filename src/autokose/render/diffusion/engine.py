@@ -42,7 +42,7 @@ CONTROL_KINDS = ("openpose", "lineart")  # in the order the ControlNets are load
 
 # The settings `_load` reads: an engine's other settings (steps, cfg, consistency, ...) act per call.
 LOAD_FIELDS = {"model", "model_config_dir", "sdxl", "vae", "loras", "ip_adapter", "controlnet", "lineart", "regional",
-               "scheduler", "device", "dtype", "low_vram", "cache_dir"}
+               "scheduler", "device", "dtype", "low_vram", "cache_dir", "compile", "channels_last", "fused_qkv"}
 # Sessions kept loaded between engines (`keep_warm`): load key → Session, least recently used first.
 _WARM: OrderedDict[str, Session] | None = None
 _WARM_LIMIT = 1
@@ -147,7 +147,13 @@ class FrameRequest:
 
 def make_scheduler(name: str, config):
     """Scheduler `name` configured from the model's own scheduler config."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, LCMScheduler
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        LCMScheduler,
+        TCDScheduler,
+    )
 
     if name == "dpmpp_2m_karras":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
@@ -158,7 +164,9 @@ def make_scheduler(name: str, config):
         return DDIMScheduler.from_config(config)
     if name == "lcm":
         return LCMScheduler.from_config(config)
-    raise InputError(f"--scheduler {name}: expected dpmpp_2m_karras, euler_a, ddim or lcm")
+    if name == "tcd":
+        return TCDScheduler.from_config(config)
+    raise InputError(f"--scheduler {name}: expected dpmpp_2m_karras, euler_a, ddim, lcm or tcd")
 
 
 @dataclass
@@ -174,6 +182,8 @@ class Session:
     ip: controls.IpAdapterFiles | None = None
     refs: controls.ReferenceEmbeddings | None = None
     img2img: object = None  # the img2img variant of `pipe` (same weights), made on first use
+    tuned: dict = field(default_factory=dict)  # what speed.tune switched on
+    deep_cache: object = None  # a speed.DeepCache, attached on the first call that uses it
 
 
 class DiffusionEngine:
@@ -253,6 +263,7 @@ class DiffusionEngine:
 
     def _load(self) -> Session:
         from autokose.models import load_pipeline, resolve_device, resolve_dtype
+        from autokose.render.diffusion import speed
 
         o = self.settings
         device = resolve_device(o.device)
@@ -264,13 +275,13 @@ class DiffusionEngine:
         arch = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
         pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
         session = Session(pipe, arch, device, dtype)
+        cache = Path(o.cache_dir) if o.cache_dir else controls.default_cache_dir()
         session.loras = controls.apply_loras(pipe, self.loras, regional=o.regional)
         if faceid.is_face_adapter(o.ip_adapter):
             session.ip, session.refs = faceid.load(pipe, o.ip_adapter, arch, o.cache_dir)
         elif o.ip_adapter:
             session.ip = controls.resolve_ip_adapter(o.ip_adapter, arch)
             controls.load_ip_adapter(pipe, session.ip)
-            cache = Path(o.cache_dir) if o.cache_dir else controls.default_cache_dir()
             session.refs = controls.ReferenceEmbeddings(pipe, controls.encoder_id(session.ip), cache)
         # Decoding a batch image by image keeps the VAE's peak (SDXL decodes in fp32) from
         # dwarfing the UNet's: 8 SDXL frames peak at 11.6 instead of 38 GiB, at no cost in time
@@ -285,6 +296,8 @@ class DiffusionEngine:
             owned = [OwnedLora(lo.name, lo.character, lo.weight) for lo in session.loras if lo.character]
             session.regional = RegionalController(pipe.unet, [pipe.text_encoder, getattr(pipe, "text_encoder_2", None)],
                                                   owned)
+        # Last: IP-Adapter loading rebuilds the attention processors that fusing QKV sets.
+        session.tuned = speed.tune(pipe, o, cache)
         return session
 
     def _img2img(self, s: Session):
@@ -341,9 +354,11 @@ class DiffusionEngine:
             return
         from autokose.render.diffusion.consistency import subject_labels
 
-        latent = self._latent_size(self.session(), width, height)
+        s = self.session()
+        latent = self._latent_size(s, width, height)
         frames = [[(region.name, region.mask) for region in r.regions] for r in requests]
         consistency.set_subjects(subject_labels(frames, consistency.subject_ids, latent), latent)
+        consistency.prepare(len(requests), s.pipe._execution_device, len(s.pipe.unet.config.block_out_channels))
 
     def controls_meta(self) -> dict:
         """The identity and layout controls every frame of this engine gets, for the manifest."""
@@ -371,6 +386,8 @@ class DiffusionEngine:
         """
         import torch
 
+        from autokose.render.diffusion import speed
+
         if not requests:
             return []
         s, o = self.session(), self.settings
@@ -397,11 +414,14 @@ class DiffusionEngine:
             raise InputError("reference images condition a frame only with --ip-adapter")
         done, total = span or (0, o.steps)
         img2img = "image" in kwargs
+        deep_cache = self._deep_cache(s)
         hooks = _Img2imgHooks(pipe.scheduler, self._initial_noise(s, requests, width, height, img2img),
                               self._keep_maps(s, requests, width, height, img2img))
 
         def step_end(pipe, i, t, callback_kwargs):
             hooks.step_end(pipe, i, callback_kwargs)
+            if deep_cache is not None:
+                deep_cache.step_end(i)
             if consistency is not None:
                 callback_kwargs = consistency.on_step_end(pipe, i, t, callback_kwargs)
             if self.progress is not None:
@@ -413,7 +433,7 @@ class DiffusionEngine:
         if consistency is not None:
             self._share_subjects(consistency, requests, width, height, masked)
         try:
-            with hooks:
+            with hooks, speed.during_call(o, deep_cache):
                 if not regional:
                     return pipe(**kwargs).images
                 state = self._regional_state(s, requests, emb, windows, width, height)
@@ -422,6 +442,16 @@ class DiffusionEngine:
         except torch.cuda.OutOfMemoryError:
             raise InputError(f"out of GPU memory denoising {len(requests)} frames at {width}x{height}; "
                              "try --batch-size 2 or --low-vram") from None
+
+    def _deep_cache(self, s: Session):
+        """The session's DeepCache when this engine's calls use it (attached once per session), else None."""
+        if self.settings.deep_cache_interval <= 1:
+            return None
+        if s.deep_cache is None:
+            from autokose.render.diffusion.speed import DeepCache
+
+            s.deep_cache = DeepCache(s.pipe)
+        return s.deep_cache
 
     def _initial_noise(self, s: Session, requests: list[FrameRequest], width: int, height: int, img2img: bool):
         """The requests' own initial noise as one batch tensor [B, C, h, w], or None (noise from the seeds)."""

@@ -172,6 +172,18 @@ class RegionalController:
             self._grids[key] = pool(self.state.masks[owner], grid)
         return self._grids[key]
 
+    def gate(self, owner: str, like: torch.Tensor) -> torch.Tensor | None:
+        """[rows, 1, 1]: 1 for the rows whose current slot `owner` holds, or None when none does.
+
+        Made once per call and slot: a list turned into a GPU tensor is a blocking copy, and the
+        LoRA'd key/value layers ask for it at every step."""
+        key = ("gate", self.slot, owner, like.dtype, str(like.device))
+        if key not in self._grids:
+            rows = [o == owner for o in self.state.owners[self.slot]]
+            self._grids[key] = torch.tensor(rows, dtype=like.dtype, device=like.device).view(-1, 1, 1) \
+                if any(rows) else None
+        return self._grids[key]
+
     def _unet_hook(self, name: str, module, kinds: list[OwnedLora]):
         kv = name.endswith(_KV)
 
@@ -181,10 +193,9 @@ class RegionalController:
                 if kv:
                     if self.slot is None:
                         continue
-                    rows = [o == lora.owner for o in self.state.owners[self.slot]]
-                    if not any(rows):
+                    gate = self.gate(lora.owner, output)
+                    if gate is None:
                         continue
-                    gate = torch.tensor(rows, dtype=output.dtype, device=output.device).view(-1, 1, 1)
                 elif x.ndim == 3:
                     grid = token_grid(self.latent, x.shape[1])
                     m = self.mask(lora.owner, grid) if grid is not None else None

@@ -21,7 +21,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from autokose.errors import InputError, format_validation_error
 
-SCHEDULERS = ("dpmpp_2m_karras", "euler_a", "ddim", "lcm")
+SCHEDULERS = ("dpmpp_2m_karras", "euler_a", "ddim", "lcm", "tcd")
+COMPILE = ("off", "blocks", "full")
+ATTENTION = ("auto", "flash", "cudnn", "efficient", "math")
+# --fast: the UNet runs whole every FAST_DEEP_CACHE-th step, and only its outer blocks in between.
+FAST_DEEP_CACHE = 3
 # The UNet blocks consistent self-attention can share in, by name → the prefix of their layers.
 CONSISTENCY_BLOCKS = {"down": "down_blocks.", "mid": "mid_block.", "up": "up_blocks."}
 NATIVE_SIZE = {"sd15": (768, 432), "sdxl": (1344, 768)}
@@ -59,8 +63,8 @@ class DiffusionSettings(BaseModel):
     regional: bool = Field(True, description="Each character's words, LoRA and trigger act inside its figure's box.")
     regional_base: float = Field(0.25, ge=0.0, le=1.0,
                                  description="Share of the shared prompt inside a character's box (regional).")
-    scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim", "lcm"] = Field("dpmpp_2m_karras",
-                                                                            description="Sampler.")
+    scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim", "lcm", "tcd"] = Field(
+        "dpmpp_2m_karras", description="Sampler (lcm and tcd: with an LCM or TCD LoRA/model, 4-8 steps, low cfg).")
     steps: int = Field(25, ge=1, le=200, description="Denoising steps.")
     cfg: float = Field(7.0, ge=0.0, le=30.0, description="Classifier-free guidance scale.")
     negative: str = Field("", description="Terms added to every frame's negative prompt.")
@@ -69,6 +73,20 @@ class DiffusionSettings(BaseModel):
     low_vram: bool = Field(False, description="Offload parts to the CPU and decode in tiles.")
     batch_size: int | None = Field(None, ge=1, le=64, description="Frames per denoising batch (default: 8).")
     cache_dir: str | None = Field(None, description="Reference-embedding cache (default ~/.cache/autokose).")
+    # Speed (speed.py, docs/BENCHMARKS.md). Only `fast` and `deep_cache` change what a frame shows.
+    fast: bool = Field(False, description="Trade a little detail for speed: DeepCache every "
+                       f"{FAST_DEEP_CACHE} steps unless deep_cache is given.")
+    deep_cache: int | None = Field(None, ge=1, le=10, description="Run the whole UNet (and ControlNets) every N-th "
+                                   "step; in between only their outermost blocks, on the deeper features kept from "
+                                   f"the last whole step (DeepCache). 1 = off (default; {FAST_DEEP_CACHE} with fast).")
+    compile: Literal["off", "blocks", "full"] = Field("off", description="torch.compile the UNet and ControlNets: "
+                                                      "blocks = their repeated transformer and resnet blocks "
+                                                      "(quicker to compile), full = whole models.")
+    channels_last: bool = Field(False, description="UNet, ControlNets and VAE in channels_last memory format.")
+    fused_qkv: bool = Field(False, description="Self-attention query/key/value projections as one matmul "
+                            "(layers a character's own LoRA acts on stay unfused).")
+    attention: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
+        "auto", description="Scaled-dot-product attention kernel tried first (auto: PyTorch's choice).")
 
     @field_validator("loras", mode="before")
     @classmethod
@@ -111,6 +129,13 @@ class DiffusionSettings(BaseModel):
             return cls.model_validate(diffusion)
         except ValidationError as e:
             raise InputError(f"diffusion settings: {format_validation_error(e)}") from None
+
+    @property
+    def deep_cache_interval(self) -> int:
+        """Steps between whole UNet passes (1: every step is whole)."""
+        if self.deep_cache is not None:
+            return self.deep_cache
+        return FAST_DEEP_CACHE if self.fast else 1
 
     def given(self) -> dict:
         """The options set explicitly (what the manifest stores), under their field names."""
