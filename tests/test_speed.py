@@ -258,8 +258,8 @@ def test_fast_reaches_the_manifest_and_a_rerender(store, tmp_path):
 
     out = tmp_path / "board"
     args = ["story", "Aldar Köse tricks the bai", "--scenes", "1", "--out", str(out),
-            "--model", str(tiny.tiny_sd15(store)), "--steps", "3", "--width", "64", "--height", "64", "--stages", "write,cast,stage,render", "--fast",
-            "--compile", "off"]
+            "--model", str(tiny.tiny_sd15(store)), "--steps", "3", "--width", "64", "--height", "64",
+            "--stages", "write,cast,stage,render", "--fast", "--compile", "off"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     diffusion = json.loads((out / "manifest.json").read_text())["command"]["render"]["diffusion"]
