@@ -251,6 +251,24 @@ def test_every_command_that_draws_takes_the_speed_flags(module, names):
     assert {"fast", "deep_cache", "compile"} <= set(params) & set(get(names))
 
 
+def test_character_sheet_passes_the_speed_flags_on(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from autokose.app.cli import app
+    from autokose.render import sheet
+
+    seen = {}
+
+    def plan(char, assets, diffusion=None, **kw):
+        seen.update(diffusion.given())
+        raise InputError("stop here")
+
+    monkeypatch.setattr(sheet, "plan_sheet", plan)
+    result = CliRunner().invoke(app, ["character", "sheet", "aldar", "--out", str(tmp_path / "s"), "--model", "m",
+                                      "--fast", "--deep-cache", "2", "--compile", "blocks"])
+    assert result.exit_code == 2 and seen == {"model": "m", "fast": True, "deep_cache": 2, "compile": "blocks"}
+
+
 def test_fast_reaches_the_manifest_and_a_rerender(store, tmp_path):
     from typer.testing import CliRunner
 
@@ -310,3 +328,61 @@ def test_the_gpu_benchmark_runs_its_rows_on_tiny_models(tmp_path):
     assert not [name for name, row in measured.items() if "error" in row], measured
     assert measured["default"]["same_bytes"] is True and measured["fast"]["same_bytes"] is True
     assert "| fast |" in (tmp_path / "t.md").read_text()
+
+
+def test_sdxl_like_unets_keep_their_outermost_attention_level_fresh():
+    """SDXL's last up block has no attention: DeepCache keeps two levels fresh there, so consistent
+    attention, IP-Adapter and regional prompts still act on every step."""
+    from types import SimpleNamespace
+
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=16, block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4, cross_attention_dim=8,
+        attention_head_dim=2, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")).eval()
+    assert speed.fresh_levels(unet) == 2 and speed.fresh_levels(tiny._unet()) == 1
+    cache = speed.DeepCache(SimpleNamespace(unet=unet))
+    assert [h.fn_ref.original_forward.__self__ for h in cache.hooks] == [unet.down_blocks[2], unet.mid_block,
+                                                                          unet.up_blocks[0]]
+    x, text = torch.randn(1, 4, 16, 16), torch.randn(1, 3, 8)
+    with torch.no_grad(), cache.running(2):
+        whole = unet(x, 10, text).sample
+        cache.step_end(0)
+        reused = unet(x * 1.1, 9, text).sample
+    assert reused.shape == whole.shape and not torch.equal(reused, whole)
+
+
+def test_speed_settings_that_change_no_picture_keep_saved_frames():
+    from autokose.render import RenderSettings
+    from autokose.render.quality import picture_settings
+
+    def picture(**kw):
+        return picture_settings(RenderSettings(renderer="diffusion", diffusion={"model": "m", **kw}))
+
+    assert picture(compile="blocks", channels_last=True, fused_qkv=True, attention="math") == picture()
+    assert picture(fast=True) != picture() and picture(deep_cache=2) != picture()
+    video = DiffusionSettings(model="m").picture()
+    assert not {"compile", "fast", "deep_cache", "attention"} & set(video)  # old video recipes still match
+    assert DiffusionSettings(model="m", fast=True, compile="full").picture()["fast"] is True
+
+
+def test_tcd_samples_with_its_own_eta(store, monkeypatch):
+    e = engine(store, scheduler="tcd", steps=2, cfg=1.0)
+    scheduler = e.session().pipe.scheduler
+    seen, step = [], scheduler.step
+
+    def spy(model_output, timestep, sample, eta=0.3, generator=None, return_dict=True):  # step's own signature
+        seen.append(eta)
+        return step(model_output, timestep, sample, eta=eta, generator=generator, return_dict=return_dict)
+
+    monkeypatch.setattr(scheduler, "step", spy)
+    e.denoise([request()])
+    assert seen == [0.3, 0.3]
+
+
+def test_training_refuses_a_tiny_autoencoder(store):
+    from autokose.models import load_components
+
+    with pytest.raises(InputError, match="training needs a KL VAE"):
+        load_components(str(tiny.tiny_sd15(store)), vae=str(tiny_autoencoder(store / "taesd")))

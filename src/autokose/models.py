@@ -517,6 +517,9 @@ def load_components(model: str, *, sdxl: bool | None = None, vae: str | None = N
     from diffusers import DDPMScheduler
 
     pipe = load_pipeline(model, sdxl=sdxl, vae=vae, config=config, dtype=dtype)
+    if type(pipe.vae).__name__ == "AutoencoderTiny":
+        raise InputError(f"--vae {vae}: a tiny autoencoder (taesd) is for fast previews; training needs a KL VAE "
+                         "(the latents the model was trained on)")
     arch = "sdxl" if hasattr(pipe, "text_encoder_2") else "sd15"
     return Components(
         arch=arch, unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from autokose.app.flags import Compile, DeepCache, Fast
 from autokose.app.terminal import console, literal, user_errors
 from autokose.errors import InputError
 
@@ -141,6 +142,7 @@ def sheet(
     dtype: Annotated[Optional[str], typer.Option(help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU).", rich_help_panel="Diffusion")] = None,
     low_vram: Annotated[Optional[bool], typer.Option("--low-vram", help="8–12 GB cards: model CPU offload, VAE slicing and tiling.", rich_help_panel="Diffusion")] = None,
     model_config: Annotated[Optional[str], typer.Option(help="Diffusers config folder for a single-file --model.", rich_help_panel="Diffusion")] = None,
+    fast: Fast = None, deep_cache: DeepCache = None, compile: Compile = None,
     force: Annotated[bool, typer.Option(help="Write into a non-empty OUT that holds no sheet (only the sheet's files are replaced).", rich_help_panel="Output")] = False,
 ) -> None:
     """Draw CHARACTER's sheet: a turnaround and expressions, each view alone, sheet.png and sheet.json."""
@@ -153,7 +155,8 @@ def sheet(
 
     given = dict(model=model, lora=lora, ip_adapter=ip_adapter, ip_adapter_scale=ip_adapter_scale,
                  controlnet=controlnet, controlnet_scale=controlnet_scale, vae=vae, scheduler=scheduler, steps=steps,
-                 cfg=cfg, device=device, dtype=dtype, low_vram=low_vram, model_config=model_config)
+                 cfg=cfg, device=device, dtype=dtype, low_vram=low_vram, model_config=model_config, fast=fast,
+                 deep_cache=deep_cache, compile=compile)
     diffusion = {DIFFUSION_KEYS.get(k, k): v for k, v in given.items() if v is not None and v != []}
     with user_errors():
         if diffusion and not model:

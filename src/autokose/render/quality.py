@@ -102,8 +102,19 @@ def render_key(story: Story, scene: Scene, render_settings) -> str:
     return sha256_text(json.dumps({
         "scene": scene.model_dump(mode="json", exclude={"extra"}), "style": story.style,
         "characters": [story.character(c).model_dump(mode="json") for c in scene.characters],
-        "render": render_settings.model_dump(mode="json"),
+        "render": picture_settings(render_settings),
     }, sort_keys=True, ensure_ascii=False))
+
+
+def picture_settings(render_settings) -> dict:
+    """RenderSettings as they decide the pixels: the diffusion options given, less the speed settings
+    that change no picture (`PICTURE_NEUTRAL`), so `--compile` on a resume keeps the frames drawn."""
+    from autokose.render.diffusion.settings import PICTURE_NEUTRAL
+
+    out = render_settings.model_dump(mode="json")
+    if out.get("diffusion"):
+        out["diffusion"] = {k: v for k, v in out["diffusion"].items() if k not in PICTURE_NEUTRAL}
+    return out
 
 
 class QualityLoop:

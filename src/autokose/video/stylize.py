@@ -275,7 +275,7 @@ def _recipe(info: io.VideoInfo, settings: StylizeSettings, engine: DiffusionEngi
     recipe = {"input": str(Path(info.path).resolve()), "input_bytes": Path(info.path).stat().st_size,
               "settings": settings_json}
     if engine is not None:
-        recipe.update(engine=engine.settings.model_dump(mode="json"),
+        recipe.update(engine=engine.settings.picture(),
                       loras=[[str(ref.path), ref.weight, owner] for ref, owner in engine.loras])
     return recipe
 

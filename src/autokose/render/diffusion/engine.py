@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # take 1-4 (four characters), so a board's frames share one count and one batch as a rule.
 PROMPT_WINDOWS = 4
 CONTROL_KINDS = ("openpose", "lineart")  # in the order the ControlNets are loaded and called
+TCD_ETA = 0.3  # TCDScheduler.step's default gamma, which the TCD LoRAs are used with
 
 
 # The settings `_load` reads: an engine's other settings (steps, cfg, consistency, ...) act per call.
@@ -401,6 +402,8 @@ class DiffusionEngine:
         kwargs.update(prompt_embeds=emb.prompt, negative_prompt_embeds=emb.negative, num_inference_steps=o.steps,
                       guidance_scale=o.cfg, output_type="pil",
                       generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests])
+        if o.scheduler == "tcd":  # the pipelines pass eta=0 unless told: TCD's own stochasticity is 0.3
+            kwargs["eta"] = TCD_ETA
         if "image" not in kwargs:  # txt2img: the size of the latents to draw (img2img takes the init's)
             kwargs.update(width=width, height=height)
         if emb.pooled is not None:

@@ -26,6 +26,9 @@ COMPILE = ("off", "blocks", "full")
 ATTENTION = ("auto", "flash", "cudnn", "efficient", "math")
 # --fast: the UNet runs whole every FAST_DEEP_CACHE-th step, and only its outer blocks in between.
 FAST_DEEP_CACHE = 3
+# Speed settings that compute the same frames with other kernels (the last bits may differ, never
+# what a frame shows): frames drawn without them still hold when a resume turns them on.
+PICTURE_NEUTRAL = frozenset({"compile", "channels_last", "fused_qkv", "attention"})
 # The UNet blocks consistent self-attention can share in, by name → the prefix of their layers.
 CONSISTENCY_BLOCKS = {"down": "down_blocks.", "mid": "mid_block.", "up": "up_blocks."}
 NATIVE_SIZE = {"sd15": (768, 432), "sdxl": (1344, 768)}
@@ -136,6 +139,13 @@ class DiffusionSettings(BaseModel):
         if self.deep_cache is not None:
             return self.deep_cache
         return FAST_DEEP_CACHE if self.fast else 1
+
+    def picture(self) -> dict:
+        """Every setting that decides the frames (what a resume compares with what drew the saved ones):
+        all fields but PICTURE_NEUTRAL, and `fast`/`deep_cache` only when set, so the records of runs
+        from before they existed still match."""
+        exclude = set(PICTURE_NEUTRAL) | {f for f in ("fast", "deep_cache") if f not in self.model_fields_set}
+        return self.model_dump(mode="json", exclude=exclude)
 
     def given(self) -> dict:
         """The options set explicitly (what the manifest stores), under their field names."""

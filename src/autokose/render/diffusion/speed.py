@@ -6,15 +6,17 @@ At load (`tune`, from the settings the load key covers):
 3. `compile`: `torch.compile` of the UNet and ControlNets, either their repeated blocks
    (`blocks`: BasicTransformerBlock and ResnetBlock2D, the "regional compilation" recipe; one
    graph serves every block of a shape, so it compiles in a fraction of the time) or the
-   whole models (`full`). Inductor's caches go under the AutoKöse cache folder, so a second
+   whole models (`full`). Inductor's caches go under the AutoKöse cache folder of the first
+   engine that compiles in a process (unless TORCHINDUCTOR_CACHE_DIR is set), so a second
    process compiles from a warm cache.
 
 Around a call (`during_call`):
 4. `attention`: the scaled-dot-product-attention kernel tried first (flash, cuDNN, memory-
    efficient, math); the others stay as fallbacks, so no shape is refused;
 5. DeepCache (`deep_cache`, the `--fast` preset): the UNet and each ControlNet run whole every
-   N-th step; in between only their outermost blocks run (conv_in, the first down block, the
-   last up block), on the deeper blocks' outputs kept from the last whole step. Deep features
+   N-th step; in between only their outer blocks run (conv_in, the outer down and up blocks
+   down to the first level with attention: one level in SD 1.5, two in SDXL), on the deeper
+   blocks' outputs kept from the last whole step. Deep features
    change slowly between adjacent steps, so this keeps most of the picture for about a third
    of the UNet's work on those steps (Ma et al., "DeepCache: Accelerating Diffusion Models for
    Free", CVPR 2024). Written on diffusers' own hook registry: the DeepCache package is pinned
@@ -146,7 +148,11 @@ def attention(name: str):
     first = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
              "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
     rest = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-    return sdpa_kernel([first] + [b for b in rest if b != first], set_priority=True)
+    order = [first] + [b for b in rest if b != first]
+    try:
+        return sdpa_kernel(order, set_priority=True)
+    except TypeError:  # torch < 2.6 has no priority order: all stay allowed, PyTorch's order decides
+        return nullcontext()
 
 
 class DeepCache:
@@ -165,8 +171,9 @@ class DeepCache:
         self.reuse = False  # this step reuses the deep blocks' kept outputs
         self.keep = False  # whole steps keep their outputs (inside `running` with an interval > 1)
         self.hooks: list[_ReuseOutput] = []
+        self.fresh = fresh_levels(pipe.unet)
         for model, is_unet in ((pipe.unet, True), *((m, False) for m in controlnets(pipe))):
-            for block in deep_blocks(model, is_unet):
+            for block in deep_blocks(model, is_unet, self.fresh):
                 hook = _ReuseOutput(self)
                 HookRegistry.check_if_exists_or_initialize(block).register_hook(hook, HOOK)
                 self.hooks.append(hook)
@@ -210,12 +217,23 @@ class _ReuseOutput(ModelHook):
         return module
 
 
-def deep_blocks(model, is_unet: bool) -> list:
-    """The blocks DeepCache skips on reused steps: all down blocks but the first, the mid block,
-    and (a UNet) all up blocks but the last. The first down block's skip connections and the
-    last up block stay fresh every step; the last up block reads the kept output of the one
-    before it."""
-    blocks = list(model.down_blocks)[1:] + [model.mid_block]
+def fresh_levels(unet) -> int:
+    """How many outer levels of the UNet run on every step: down to the first whose up block has
+    attention (SD 1.5: 1; SDXL, whose last up block has none: 2). So consistent attention,
+    IP-Adapter and regional prompts act on every step in at least one level."""
+    ups = list(unet.up_blocks)
+    for n in range(1, len(ups)):
+        if getattr(ups[-n], "attentions", None):
+            return n
+    return 1
+
+
+def deep_blocks(model, is_unet: bool, fresh: int) -> list:
+    """The blocks DeepCache skips on reused steps: the down blocks below the `fresh` outer levels,
+    the mid block and (a UNet) the up blocks below them. The outer down blocks' skip connections
+    and the outer up blocks stay fresh every step; the outermost deep up block hands them its
+    kept output."""
+    blocks = list(model.down_blocks)[fresh:] + [model.mid_block]
     if is_unet:
-        blocks += list(model.up_blocks)[:-1]
+        blocks += list(model.up_blocks)[:-fresh]
     return [b for b in blocks if b is not None]
