@@ -28,7 +28,7 @@ JSON) after an untimed 2-step warm-up board with the same settings (compile time
     lcm_4, lcm_8             LCMScheduler, 4 / 8 steps, CFG 1: the speed of an LCM/TCD LoRA a user
                              has (random weights: speed only, not pictures)
     bf16                     the whole pipeline in bfloat16 (moved there and back)
-    fused_qkv                self-attention q/k/v as one matmul (speed.fuse_self_attention_qkv;
+    fused_qkv                self-attention q/k/v as one matmul (speed.fuse_qkv;
                              irreversible: it and every row below keep it)
     compile_blocks           + torch.compile of the repeated blocks (speed.compile_models "blocks")
     best_blocks              + fast on top of compile_blocks
@@ -464,7 +464,7 @@ def bench_arch(arch: str, args, device: str, dtype, results: dict, save) -> None
         state.remove("bf16")
     later = ["fused_qkv", "compile_blocks", "best_blocks", "compile_full", "best_full"]
     if any(wanted(n) for n in later):
-        info["fused_qkv_layers"] = sum(speed.fuse_self_attention_qkv(m) for m in (pipe.unet, *speed.controlnets(pipe)))
+        info["fused_qkv_layers"] = speed.fuse_qkv(pipe)
         state.append("fused_qkv")
     ours_row("fused_qkv", "+ fused self-attention QKV (UNet, ControlNet)", est())
     if not args.compile:

@@ -108,12 +108,10 @@ def render_key(story: Story, scene: Scene, render_settings) -> str:
 
 def picture_settings(render_settings) -> dict:
     """RenderSettings as they decide the pixels: the diffusion options given, less the speed settings
-    that change no picture (`PICTURE_NEUTRAL`), so `--compile` on a resume keeps the frames drawn."""
-    from autokose.render.diffusion.settings import PICTURE_NEUTRAL
-
+    that change no picture (`DiffusionSettings.picture`), so `--compile` on a resume keeps the frames drawn."""
     out = render_settings.model_dump(mode="json")
-    if out.get("diffusion"):
-        out["diffusion"] = {k: v for k, v in out["diffusion"].items() if k not in PICTURE_NEUTRAL}
+    if render_settings.diffusion is not None:
+        out["diffusion"] = render_settings.diffusion.picture(given=True)
     return out
 
 

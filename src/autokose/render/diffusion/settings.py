@@ -140,12 +140,17 @@ class DiffusionSettings(BaseModel):
             return self.deep_cache
         return FAST_DEEP_CACHE if self.fast else 1
 
-    def picture(self) -> dict:
-        """Every setting that decides the frames (what a resume compares with what drew the saved ones):
-        all fields but PICTURE_NEUTRAL, and `fast`/`deep_cache` only when set, so the records of runs
+    def picture(self, *, given: bool = False) -> dict:
+        """The settings that decide the frames (what a resume compares with what drew the saved ones),
+        less PICTURE_NEUTRAL. `given`: only the options set, as the manifest holds them (the frame
+        keys); else every field, with `fast`/`deep_cache` only when set, so the video recipes of runs
         from before they existed still match."""
-        exclude = set(PICTURE_NEUTRAL) | {f for f in ("fast", "deep_cache") if f not in self.model_fields_set}
-        return self.model_dump(mode="json", exclude=exclude)
+        if given:
+            data = self.model_dump(mode="json", exclude_unset=True)
+        else:
+            data = self.model_dump(mode="json", exclude={f for f in ("fast", "deep_cache")
+                                                          if f not in self.model_fields_set})
+        return {k: v for k, v in data.items() if k not in PICTURE_NEUTRAL}
 
     def given(self) -> dict:
         """The options set explicitly (what the manifest stores), under their field names."""

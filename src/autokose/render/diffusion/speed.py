@@ -63,7 +63,7 @@ def tune(pipe, settings: DiffusionSettings, cache_dir: Path) -> dict:
         set_channels_last(pipe)
         done["channels_last"] = True
     if settings.fused_qkv:
-        done["fused_qkv_layers"] = sum(fuse_self_attention_qkv(m) for m in (pipe.unet, *controlnets(pipe)))
+        done["fused_qkv_layers"] = fuse_qkv(pipe)
     if settings.compile != "off":
         done["compiled"] = compile_models(pipe, settings.compile, cache_dir=cache_dir)
     return done
@@ -75,6 +75,11 @@ def set_channels_last(pipe, on: bool = True) -> None:
     fmt = torch.channels_last if on else torch.contiguous_format
     for part in (pipe.unet, *controlnets(pipe), pipe.vae):
         part.to(memory_format=fmt)
+
+
+def fuse_qkv(pipe) -> int:
+    """Fuse the self-attention q/k/v of the UNet and every ControlNet; how many layers were fused."""
+    return sum(fuse_self_attention_qkv(m) for m in (pipe.unet, *controlnets(pipe)))
 
 
 def fuse_self_attention_qkv(model) -> int:
@@ -171,9 +176,9 @@ class DeepCache:
         self.reuse = False  # this step reuses the deep blocks' kept outputs
         self.keep = False  # whole steps keep their outputs (inside `running` with an interval > 1)
         self.hooks: list[_ReuseOutput] = []
-        self.fresh = fresh_levels(pipe.unet)
+        fresh = fresh_levels(pipe.unet)
         for model, is_unet in ((pipe.unet, True), *((m, False) for m in controlnets(pipe))):
-            for block in deep_blocks(model, is_unet, self.fresh):
+            for block in deep_blocks(model, is_unet, fresh):
                 hook = _ReuseOutput(self)
                 HookRegistry.check_if_exists_or_initialize(block).register_hook(hook, HOOK)
                 self.hooks.append(hook)
